@@ -1,0 +1,351 @@
+//! The TOML configuration (`rookery.example.toml` documents every key), with environment overrides.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Virtual hosts served; the first is the default.
+    pub hosts: Vec<String>,
+    /// Where SQLite, generated certificates and uploads live.
+    pub data_dir: PathBuf,
+    /// `sqlite://path` (default: `<data_dir>/rookery.sqlite`); `postgres://…` for cluster mode.
+    pub storage: Option<String>,
+    /// Bare JIDs with administrative rights.
+    pub admins: Vec<String>,
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub limits: LimitsConfig,
+    pub registration: RegistrationConfig,
+    pub modules: ModulesConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hosts: vec!["localhost".into()],
+            data_dir: PathBuf::from("./data"),
+            storage: None,
+            admins: Vec::new(),
+            listen: ListenConfig::default(),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            registration: RegistrationConfig::default(),
+            modules: ModulesConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Client connections with STARTTLS (RFC 6120).
+    pub c2s: Vec<String>,
+    /// Client connections with direct TLS (XEP-0368).
+    pub c2s_direct_tls: Vec<String>,
+    /// HTTP: the web app, WebSocket and BOSH.
+    pub http: Vec<String>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            c2s: vec!["0.0.0.0:5222".into()],
+            c2s_direct_tls: vec!["0.0.0.0:5223".into()],
+            http: vec!["127.0.0.1:5280".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Refuse authentication before STARTTLS.
+    pub require_encryption: bool,
+    /// Certificates per host; a host without one gets a self-signed certificate on first start.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            require_encryption: true,
+            certificates: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub host: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest stanza accepted from an authenticated client, in bytes.
+    pub max_stanza_bytes: usize,
+    /// Largest element accepted before authentication.
+    pub max_stanza_bytes_unauthenticated: usize,
+    pub max_depth: usize,
+    pub max_attributes: usize,
+    /// Concurrent sessions (resources) per account.
+    pub max_sessions_per_user: usize,
+    /// Messages kept for an offline user; more are bounced.
+    pub max_offline_messages: usize,
+    /// Bytes per second a client may send on average (0: unlimited).
+    pub rate_bytes_per_second: u64,
+    /// Seconds a client may take to authenticate before it is dropped.
+    pub auth_timeout_seconds: u64,
+    /// Idle seconds after which the server pings a client (XEP-0199).
+    pub ping_interval_seconds: u64,
+    /// Seconds a pinged client has to answer before it is dropped.
+    pub ping_timeout_seconds: u64,
+    /// Roster items per account.
+    pub max_roster_items: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_stanza_bytes: 256 * 1024,
+            max_stanza_bytes_unauthenticated: 16 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            max_sessions_per_user: 16,
+            max_offline_messages: 500,
+            rate_bytes_per_second: 0,
+            auth_timeout_seconds: 60,
+            ping_interval_seconds: 300,
+            ping_timeout_seconds: 60,
+            max_roster_items: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// In-band registration of new accounts (XEP-0077).
+    pub allow: bool,
+    pub min_password_length: usize,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            allow: false,
+            min_password_length: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModulesConfig {
+    /// Modules switched off by name (`version`, `vcard`, `private`, `last`, `time`, `ping`, `register`, `offline`).
+    pub disabled: Vec<String>,
+    pub version: VersionOptions,
+    pub disco: DiscoOptions,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VersionOptions {
+    /// Answer with the operating system too.
+    pub show_os: bool,
+    /// Product name to report.
+    pub name: String,
+}
+
+impl Default for VersionOptions {
+    fn default() -> Self {
+        VersionOptions {
+            show_os: false,
+            name: "Rookery".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoOptions {
+    /// Extra items listed in the server's disco#items (JID of a service).
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Prefix of environment overrides: `ROOKERY_LIMITS__MAX_STANZA_BYTES=1000` sets
+/// `limits.max_stanza_bytes`; `__` separates levels, values are TOML (a bare word is a string).
+pub const ENV_PREFIX: &str = "ROOKERY_";
+
+impl Config {
+    /// Parses a config file's text, then applies environment overrides from `env`.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        // First pass on the text alone, so errors carry the file's line and column.
+        toml::from_str::<Config>(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut overridden = false;
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if rest == "CONFIG" || rest == "LOG" {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(v.clone()));
+            set_path(&mut value, &path, parsed).map_err(|message| ConfigError::Env {
+                var: k.clone(),
+                message,
+            })?;
+            overridden = true;
+        }
+        let cfg: Config = if overridden {
+            toml::Value::Table(value)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Env {
+                    var: "ROOKERY_*".into(),
+                    message: e.to_string(),
+                })?
+        } else {
+            toml::from_str(text).expect("validated above")
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hosts.is_empty() {
+            return Err(ConfigError::Invalid(
+                "`hosts` must list at least one domain".into(),
+            ));
+        }
+        for h in &self.hosts {
+            jid::BareJid::new(h).map_err(|e| {
+                ConfigError::Invalid(format!("host `{h}` is not a valid domain: {e}"))
+            })?;
+        }
+        for c in &self.tls.certificates {
+            if !self.hosts.contains(&c.host) {
+                return Err(ConfigError::Invalid(format!(
+                    "certificate for `{}` which is not in `hosts`",
+                    c.host
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_local_host(&self, domain: &str) -> bool {
+        self.hosts.iter().any(|h| h == domain)
+    }
+
+    pub fn storage_url(&self) -> String {
+        self.storage.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("rookery.sqlite").display()
+            )
+        })
+    }
+
+    pub fn module_enabled(&self, name: &str) -> bool {
+        !self.modules.disabled.iter().any(|d| d == name)
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], v: toml::Value) -> Result<(), String> {
+    let (first, rest) = path.split_first().ok_or("empty key")?;
+    if rest.is_empty() {
+        table.insert(first.clone(), v);
+        return Ok(());
+    }
+    let entry = table
+        .entry(first.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => set_path(t, rest, v),
+        _ => Err(format!("`{first}` is not a table")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default() {
+        let c = Config::parse("", "x", []).unwrap();
+        assert_eq!(c.hosts, vec!["localhost"]);
+        assert!(c.tls.require_encryption);
+        assert_eq!(c.limits.max_stanza_bytes, 262144);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse(
+            "hosts = ['a']\n[limits]\nmax_stanza_byte = 3\n",
+            "f.toml",
+            [],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max_stanza_byte"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let c = Config::parse(
+            "[limits]\nmax_depth = 5\n",
+            "f",
+            [
+                ("ROOKERY_LIMITS__MAX_DEPTH".to_string(), "7".to_string()),
+                (
+                    "ROOKERY_HOSTS".to_string(),
+                    "['a.test', 'b.test']".to_string(),
+                ),
+                ("ROOKERY_DATA_DIR".to_string(), "/tmp/x".to_string()),
+                ("OTHER".to_string(), "1".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_depth, 7);
+        assert_eq!(c.hosts, vec!["a.test", "b.test"]);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_env_key_is_an_error() {
+        let err =
+            Config::parse("", "f", [("ROOKERY_LIMITS__NOPE".into(), "1".into())]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}

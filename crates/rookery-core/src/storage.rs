@@ -1,0 +1,155 @@
+//! Storage contracts by data shape (accounts, roster, offline queue, per-user key-value). Every
+//! backend (SQLite, PostgreSQL, memory) implements all of them; modules see only these traits.
+
+use async_trait::async_trait;
+use jid::BareJid;
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StorageError(pub String);
+
+/// SCRAM keys for one hash function (RFC 5802 §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramKeys {
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+/// What is kept of a password: salted SCRAM keys for each supported hash, never the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub sha1: ScramKeys,
+    pub sha256: ScramKeys,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Subscription {
+    #[default]
+    None,
+    To,
+    From,
+    Both,
+    /// Only a roster push answer for removal; never stored.
+    Remove,
+}
+
+impl Subscription {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+            Subscription::Remove => "remove",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "none" => Subscription::None,
+            "to" => Subscription::To,
+            "from" => Subscription::From,
+            "both" => Subscription::Both,
+            "remove" => Subscription::Remove,
+            _ => return None,
+        })
+    }
+
+    /// The contact sends us presence.
+    pub fn has_to(self) -> bool {
+        matches!(self, Subscription::To | Subscription::Both)
+    }
+
+    /// We send the contact presence.
+    pub fn has_from(self) -> bool {
+        matches!(self, Subscription::From | Subscription::Both)
+    }
+
+    pub fn from_flags(to: bool, from: bool) -> Self {
+        match (to, from) {
+            (true, true) => Subscription::Both,
+            (true, false) => Subscription::To,
+            (false, true) => Subscription::From,
+            (false, false) => Subscription::None,
+        }
+    }
+}
+
+/// One roster entry (RFC 6121 §2.1.2) plus the server-side subscription bookkeeping.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RosterItem {
+    pub jid: String,
+    pub name: Option<String>,
+    pub subscription: Subscription,
+    /// We asked the contact for a subscription (pending out).
+    pub ask: bool,
+    /// The user pre-approved the contact's subscription request (§3.4).
+    pub approved: bool,
+    pub groups: Vec<String>,
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates the account; false when it exists.
+    async fn create_account(&self, user: &BareJid, creds: &Credentials) -> StorageResult<bool>;
+    async fn credentials(&self, user: &BareJid) -> StorageResult<Option<Credentials>>;
+    /// Replaces the credentials; false when there is no such account.
+    async fn set_credentials(&self, user: &BareJid, creds: &Credentials) -> StorageResult<bool>;
+    /// Deletes the account and everything stored for it; false when there was none.
+    async fn delete_account(&self, user: &BareJid) -> StorageResult<bool>;
+    async fn list_accounts(&self, host: &str) -> StorageResult<Vec<String>>;
+}
+
+#[async_trait]
+pub trait RosterStore: Send + Sync {
+    /// The roster and its current version.
+    async fn roster(&self, user: &BareJid) -> StorageResult<(u64, Vec<RosterItem>)>;
+    async fn roster_item(&self, user: &BareJid, contact: &str)
+        -> StorageResult<Option<RosterItem>>;
+    /// Inserts or replaces one item; returns the new roster version.
+    async fn put_roster_item(&self, user: &BareJid, item: &RosterItem) -> StorageResult<u64>;
+    /// Removes one item; returns the new roster version, None when there was no such item.
+    async fn remove_roster_item(&self, user: &BareJid, contact: &str)
+        -> StorageResult<Option<u64>>;
+    /// Stores an inbound subscription request (the whole stanza) until the user answers it.
+    async fn put_pending_in(
+        &self,
+        user: &BareJid,
+        contact: &str,
+        stanza: &str,
+    ) -> StorageResult<()>;
+    async fn remove_pending_in(&self, user: &BareJid, contact: &str) -> StorageResult<bool>;
+    async fn pending_in(&self, user: &BareJid) -> StorageResult<Vec<(String, String)>>;
+}
+
+#[async_trait]
+pub trait OfflineStore: Send + Sync {
+    /// Queues a stanza; false when the queue already holds `cap` stanzas.
+    async fn push_offline(&self, user: &BareJid, stanza: &str, cap: usize) -> StorageResult<bool>;
+    /// Removes and returns the whole queue, oldest first.
+    async fn take_offline(&self, user: &BareJid) -> StorageResult<Vec<String>>;
+    async fn count_offline(&self, user: &BareJid) -> StorageResult<usize>;
+}
+
+/// Small per-user documents by store name and key (vCard, private XML, last activity…).
+#[async_trait]
+pub trait KeyValueStore: Send + Sync {
+    async fn kv_get(&self, user: &BareJid, store: &str, key: &str)
+        -> StorageResult<Option<String>>;
+    /// Sets or, with None, deletes.
+    async fn kv_set(
+        &self,
+        user: &BareJid,
+        store: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> StorageResult<()>;
+}
+
+/// Everything a backend provides.
+pub trait Storage: AccountStore + RosterStore + OfflineStore + KeyValueStore {}
+impl<T: AccountStore + RosterStore + OfflineStore + KeyValueStore> Storage for T {}

@@ -1,0 +1,384 @@
+//! The incremental XML stream parser (RFC 6120 §4 and §11) shared by every transport, enforcing
+//! size, depth and attribute limits while bytes arrive, before any stanza is handed on.
+
+use crate::element::Element;
+use crate::ns;
+use rxml::error::EndOrError;
+use rxml::{Event, Options, Parse, Parser, WithOptions};
+
+/// Limits checked while parsing. `max_stanza_bytes` counts raw input bytes of one top-level
+/// element including whatever precedes it, so a header that never closes is caught too.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_stanza_bytes: usize,
+    pub max_depth: usize,
+    pub max_attributes: usize,
+    pub max_token_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            max_token_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// What went wrong with a stream; each maps to one RFC 6120 §4.9.3 condition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("not-well-formed: {0}")]
+    NotWellFormed(String),
+    #[error("invalid-namespace: {0}")]
+    InvalidNamespace(String),
+    #[error("policy-violation: {0}")]
+    PolicyViolation(String),
+}
+
+impl StreamError {
+    /// The defined condition element name.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            StreamError::NotWellFormed(_) => "not-well-formed",
+            StreamError::InvalidNamespace(_) => "invalid-namespace",
+            StreamError::PolicyViolation(_) => "policy-violation",
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            StreamError::NotWellFormed(t)
+            | StreamError::InvalidNamespace(t)
+            | StreamError::PolicyViolation(t) => t,
+        }
+    }
+}
+
+/// The opening `<stream:stream>` (or a WebSocket `<open/>`), attributes as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamHeader {
+    pub attrs: Vec<(String, String)>,
+}
+
+impl StreamHeader {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    Header(StreamHeader),
+    Stanza(Element),
+    Close,
+}
+
+/// Parses one XML stream: feed it bytes as they arrive, get headers, stanzas and the close.
+/// A stream restart (after STARTTLS or SASL) is a new parser.
+pub struct StreamParser {
+    parser: Parser,
+    limits: Limits,
+    /// Elements currently open below the stream root.
+    stack: Vec<Element>,
+    header_seen: bool,
+    closed: bool,
+    /// Input bytes since the last completed top-level element.
+    pending: usize,
+}
+
+impl StreamParser {
+    pub fn new(limits: Limits) -> Self {
+        let opts = Options {
+            max_token_length: limits.max_token_bytes,
+            ..Options::default()
+        };
+        StreamParser {
+            parser: Parser::with_options(opts),
+            limits,
+            stack: Vec::new(),
+            header_seen: false,
+            closed: false,
+            pending: 0,
+        }
+    }
+
+    /// Raise or lower the stanza size limit, e.g. once the peer has authenticated.
+    pub fn set_max_stanza_bytes(&mut self, n: usize) {
+        self.limits.max_stanza_bytes = n;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Feeds bytes; complete events are appended to `out`. After an error the stream is dead.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
+        while !self.closed {
+            let before = data.len();
+            let res = self.parser.parse(&mut data, false);
+            self.pending += before - data.len();
+            if self.pending > self.limits.max_stanza_bytes {
+                return Err(StreamError::PolicyViolation(format!(
+                    "stanza larger than {} bytes",
+                    self.limits.max_stanza_bytes
+                )));
+            }
+            match res {
+                Ok(Some(ev)) => self.handle(ev, out)?,
+                Ok(None) => {
+                    self.closed = true;
+                }
+                Err(EndOrError::NeedMoreData) => return Ok(()),
+                Err(EndOrError::Error(e)) => return Err(StreamError::NotWellFormed(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, ev: Event, out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
+        match ev {
+            Event::XmlDeclaration(..) => {}
+            Event::StartElement(_, (ens, ename), attrs) => {
+                if attrs.len() > self.limits.max_attributes {
+                    return Err(StreamError::PolicyViolation("too many attributes".into()));
+                }
+                if !self.header_seen {
+                    let local = ename.as_str();
+                    if ens.as_str() != ns::STREAM && ens.as_str() != ns::FRAMING {
+                        return Err(StreamError::InvalidNamespace(format!(
+                            "stream root in namespace '{}'",
+                            ens.as_str()
+                        )));
+                    }
+                    if local != "stream" && local != "open" {
+                        return Err(StreamError::NotWellFormed(format!(
+                            "unexpected root element <{local}>"
+                        )));
+                    }
+                    self.header_seen = true;
+                    self.pending = 0;
+                    out.push(StreamEvent::Header(StreamHeader {
+                        attrs: convert_attrs(attrs),
+                    }));
+                    return Ok(());
+                }
+                if self.stack.len() >= self.limits.max_depth {
+                    return Err(StreamError::PolicyViolation(
+                        "elements nested too deeply".into(),
+                    ));
+                }
+                let mut el = Element::new(ename.as_str(), ens.as_str());
+                for (k, v) in convert_attrs(attrs) {
+                    el.set_attr(k, v);
+                }
+                self.stack.push(el);
+            }
+            Event::EndElement(_) => match self.stack.pop() {
+                Some(el) => match self.stack.last_mut() {
+                    Some(parent) => parent.push_child(el),
+                    None => {
+                        self.pending = 0;
+                        out.push(StreamEvent::Stanza(el));
+                    }
+                },
+                None => {
+                    self.closed = true;
+                    out.push(StreamEvent::Close);
+                }
+            },
+            Event::Text(_, text) => match self.stack.last_mut() {
+                Some(parent) => parent.append_text(text),
+                // Whitespace between stanzas is a keepalive (RFC 6120 §4.6.1).
+                None => {
+                    self.pending = 0;
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+fn convert_attrs(attrs: rxml::AttrMap) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(attrs.len());
+    for ((ans, name), value) in attrs.into_iter() {
+        if ans.is_none() {
+            out.push((name.as_str().to_owned(), value));
+        } else if ans.as_str() == ns::XML {
+            out.push((format!("xml:{}", name.as_str()), value));
+        }
+    }
+    out
+}
+
+/// Parses a complete standalone element (a WebSocket frame body, stored XML, tests).
+pub(crate) fn parse_fragment(data: &[u8]) -> Result<Element, StreamError> {
+    let limits = Limits::default();
+    let mut parser = Parser::with_options(Options {
+        max_token_length: limits.max_token_bytes,
+        ..Options::default()
+    });
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root = None;
+    let mut buf = data;
+    loop {
+        match parser.parse(&mut buf, true) {
+            Ok(Some(Event::StartElement(_, (ens, ename), attrs))) => {
+                if stack.len() >= limits.max_depth {
+                    return Err(StreamError::PolicyViolation(
+                        "elements nested too deeply".into(),
+                    ));
+                }
+                let mut el = Element::new(ename.as_str(), ens.as_str());
+                for (k, v) in convert_attrs(attrs) {
+                    el.set_attr(k, v);
+                }
+                stack.push(el);
+            }
+            Ok(Some(Event::EndElement(_))) => {
+                let el = stack.pop().expect("parser balances elements");
+                match stack.last_mut() {
+                    Some(p) => p.push_child(el),
+                    None => root = Some(el),
+                }
+            }
+            Ok(Some(Event::Text(_, t))) => {
+                if let Some(p) = stack.last_mut() {
+                    p.append_text(t);
+                }
+            }
+            Ok(Some(Event::XmlDeclaration(..))) => {}
+            Ok(None) => break,
+            Err(EndOrError::NeedMoreData) => {
+                return Err(StreamError::NotWellFormed("truncated document".into()))
+            }
+            Err(EndOrError::Error(e)) => return Err(StreamError::NotWellFormed(e.to_string())),
+        }
+    }
+    root.ok_or_else(|| StreamError::NotWellFormed("no element".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+    fn feed_all(p: &mut StreamParser, chunks: &[&[u8]]) -> Result<Vec<StreamEvent>, StreamError> {
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn parses_header_stanzas_and_close_byte_by_byte() {
+        let doc = format!(
+            "{HEADER} <message to='a@b'><body>hi &amp; bye</body></message>\n</stream:stream>"
+        );
+        let mut p = StreamParser::new(Limits::default());
+        let mut out = Vec::new();
+        for b in doc.as_bytes() {
+            p.feed(std::slice::from_ref(b), &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 3);
+        match &out[0] {
+            StreamEvent::Header(h) => assert_eq!(h.attr("to"), Some("localhost")),
+            e => panic!("{e:?}"),
+        }
+        match &out[1] {
+            StreamEvent::Stanza(m) => {
+                assert!(m.is("message", ns::CLIENT));
+                assert_eq!(m.child_text("body", ns::CLIENT).unwrap(), "hi & bye");
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(out[2], StreamEvent::Close);
+    }
+
+    #[test]
+    fn rejects_oversized_stanza_before_it_completes() {
+        let mut p = StreamParser::new(Limits {
+            max_stanza_bytes: 1000,
+            ..Limits::default()
+        });
+        let big = format!("<message><body>{}", "x".repeat(2000));
+        let err = feed_all(&mut p, &[HEADER.as_bytes(), big.as_bytes()]).unwrap_err();
+        assert_eq!(err.condition(), "policy-violation");
+    }
+
+    #[test]
+    fn rejects_unterminated_giant_start_tag() {
+        let mut p = StreamParser::new(Limits {
+            max_stanza_bytes: 1000,
+            ..Limits::default()
+        });
+        let mut chunks: Vec<Vec<u8>> = vec![HEADER.as_bytes().to_vec(), b"<message ".to_vec()];
+        for i in 0..200 {
+            chunks.push(format!("a{i}='xxxxxxxx' ").into_bytes());
+        }
+        let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
+        let err = feed_all(&mut p, &refs).unwrap_err();
+        assert_eq!(err.condition(), "policy-violation");
+    }
+
+    #[test]
+    fn rejects_nesting_bomb() {
+        let mut p = StreamParser::new(Limits::default());
+        let bomb = "<a>".repeat(100);
+        let err = feed_all(&mut p, &[HEADER.as_bytes(), bomb.as_bytes()]).unwrap_err();
+        assert_eq!(err.condition(), "policy-violation");
+    }
+
+    #[test]
+    fn rejects_dtd_comments_and_pis() {
+        for bad in [
+            "<!DOCTYPE foo [<!ENTITY x 'y'>]><stream:stream/>",
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'><!-- hi -->",
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'><?pi x?>",
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'><a>&foo;</a>",
+        ] {
+            let mut p = StreamParser::new(Limits::default());
+            let err = feed_all(&mut p, &[bad.as_bytes()]).unwrap_err();
+            assert_eq!(err.condition(), "not-well-formed", "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_stream_namespace() {
+        let mut p = StreamParser::new(Limits::default());
+        let err = feed_all(&mut p, &[b"<stream:stream xmlns:stream='urn:wrong'>"]).unwrap_err();
+        assert_eq!(err.condition(), "invalid-namespace");
+    }
+
+    #[test]
+    fn keepalive_whitespace_does_not_accumulate() {
+        let mut p = StreamParser::new(Limits {
+            max_stanza_bytes: 300,
+            ..Limits::default()
+        });
+        let mut out = Vec::new();
+        p.feed(HEADER.as_bytes(), &mut out).unwrap();
+        for _ in 0..500 {
+            p.feed(b" <a/>", &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 501);
+    }
+
+    #[test]
+    fn fragment_parsing() {
+        let el = Element::parse(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='x' xml:lang='en'/>",
+        )
+        .unwrap();
+        assert_eq!(el.attr("xml:lang"), Some("en"));
+        assert!(Element::parse("<a><b></a>").is_err());
+    }
+}
