@@ -190,8 +190,18 @@ impl Element {
     /// (the stream's content namespace for a stanza), so that no redundant `xmlns` is emitted.
     pub fn write_to(&self, out: &mut String, parent_ns: &str) {
         out.push('<');
+        // Stream-level elements use the `stream:` prefix the stream header declares, which is what
+        // deployed clients look for.
+        let prefixed = self.ns == crate::ns::STREAM;
+        if prefixed {
+            out.push_str("stream:");
+        }
         out.push_str(&self.name);
-        if self.ns != parent_ns {
+        if prefixed {
+            if parent_ns != crate::ns::STREAM_PREFIX_DECLARED {
+                out.push_str(" xmlns:stream='http://etherx.jabber.org/streams'");
+            }
+        } else if self.ns != parent_ns {
             out.push_str(" xmlns='");
             escape_attr(out, &self.ns);
             out.push('\'');
@@ -208,13 +218,21 @@ impl Element {
             return;
         }
         out.push('>');
+        let inner_ns = if prefixed {
+            parent_ns
+        } else {
+            self.ns.as_str()
+        };
         for n in &self.children {
             match n {
-                Node::Element(e) => e.write_to(out, &self.ns),
+                Node::Element(e) => e.write_to(out, inner_ns),
                 Node::Text(t) => escape_text(out, t),
             }
         }
         out.push_str("</");
+        if prefixed {
+            out.push_str("stream:");
+        }
         out.push_str(&self.name);
         out.push('>');
     }
@@ -231,6 +249,20 @@ impl Element {
         let mut s = String::with_capacity(128);
         self.write_to(&mut s, stream_ns);
         s
+    }
+
+    /// Serialises as a child of an RFC 6120 `<stream:stream>` (jabber:client content, `stream:`
+    /// prefix declared on the root), appending to `out`.
+    pub fn write_in_stream(&self, out: &mut String) {
+        if self.ns == crate::ns::STREAM {
+            // The prefix is declared on the root; children of stream elements default to the
+            // content namespace of the stream.
+            let mut tmp = String::new();
+            self.write_to(&mut tmp, crate::ns::STREAM_PREFIX_DECLARED);
+            out.push_str(&tmp);
+        } else {
+            self.write_to(out, crate::ns::CLIENT);
+        }
     }
 
     /// Parses one standalone XML element (tests, stored data). Uses the same parser as streams.
@@ -289,6 +321,23 @@ mod tests {
         assert_eq!(
             el.to_stream_xml("jabber:client"),
             "<iq type='result' id='a&apos;b'><query xmlns='jabber:iq:roster'><item jid='a@b'/></query></iq>"
+        );
+    }
+
+    #[test]
+    fn stream_elements_use_the_stream_prefix() {
+        let f = Element::new("features", crate::ns::STREAM)
+            .with_child(Element::new("bind", crate::ns::BIND));
+        let mut s = String::new();
+        f.write_in_stream(&mut s);
+        assert_eq!(
+            s,
+            "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+        );
+        assert_eq!(
+            f.to_xml(),
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'>\
+             <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
         );
     }
 

@@ -21,4 +21,6 @@ pub mod ns {
     pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
     pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+    /// Marker "namespace" meaning: inside a stream whose root declared the `stream:` prefix.
+    pub(crate) const STREAM_PREFIX_DECLARED: &str = "\u{0}stream-prefix-declared";
 }

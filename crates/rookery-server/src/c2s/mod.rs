@@ -1,0 +1,273 @@
+//! Client-to-server connections (RFC 6120): listeners and the TCP transport. The negotiation and
+//! session logic in `stream` works on any [`Transport`], so WebSocket and BOSH share it.
+
+mod sasl;
+pub mod stream;
+
+use crate::scram::ChannelBindings;
+use crate::Server;
+use async_trait::async_trait;
+use rookery_xml::{Element, Limits, StreamError, StreamEvent, StreamParser};
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Why reading from a transport stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Xml(StreamError),
+    /// The peer closed the connection without closing the stream.
+    Eof,
+}
+
+/// How a c2s stream is framed and carried. Everything above this is transport-independent.
+#[async_trait]
+pub trait Transport: Send {
+    /// Waits for input and appends the events it completes (at least one, or an error).
+    async fn read_events(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ReadError>;
+    /// [`Transport::read_events`] returning a fresh vector; cancel-safe, for `select!`.
+    async fn read_events_vec(&mut self) -> Result<Vec<StreamEvent>, ReadError> {
+        let mut v = Vec::new();
+        self.read_events(&mut v).await?;
+        Ok(v)
+    }
+    /// Writes the stream header (the `<stream:stream>` or `<open/>`).
+    async fn open_stream(&mut self, from: &str, id: &str, to: Option<&str>) -> io::Result<()>;
+    /// Writes elements in the stream's content namespace and flushes.
+    async fn send(&mut self, els: &[Element]) -> io::Result<()>;
+    /// Writes the closing of the stream and shuts the connection.
+    async fn close_stream(&mut self) -> io::Result<()>;
+    /// Upgrades to TLS after `<proceed/>` was sent; None where STARTTLS does not apply.
+    async fn starttls(&mut self) -> Option<io::Result<()>>;
+    fn is_secure(&self) -> bool;
+    fn channel_bindings(&self) -> ChannelBindings;
+    /// A stream restart (after TLS or SASL): a fresh parser with the given limits.
+    fn restart(&mut self, limits: Limits);
+    fn peer_ip(&self) -> IpAddr;
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub struct TcpTransport {
+    io: Option<Box<dyn Io>>,
+    parser: StreamParser,
+    rbuf: Vec<u8>,
+    wbuf: String,
+    secure: bool,
+    bindings: ChannelBindings,
+    server: Arc<Server>,
+    peer: IpAddr,
+    /// Token bucket for `limits.rate_bytes_per_second`.
+    rate: Option<(f64, Instant)>,
+    /// Bytes read beyond the rate, paid for by waiting before the next read.
+    debt: Duration,
+}
+
+impl TcpTransport {
+    pub fn new(server: Arc<Server>, io: Box<dyn Io>, peer: IpAddr, limits: Limits) -> Self {
+        TcpTransport {
+            io: Some(io),
+            parser: StreamParser::new(limits),
+            rbuf: vec![0u8; 16 * 1024],
+            wbuf: String::with_capacity(4096),
+            secure: false,
+            bindings: ChannelBindings::default(),
+            server,
+            peer,
+            rate: None,
+            debt: Duration::ZERO,
+        }
+    }
+
+    fn io(&mut self) -> &mut Box<dyn Io> {
+        self.io
+            .as_mut()
+            .expect("transport in use after TLS failure")
+    }
+
+    async fn flush_wbuf(&mut self) -> io::Result<()> {
+        let io = self
+            .io
+            .as_mut()
+            .expect("transport in use after TLS failure");
+        let r = async {
+            io.write_all(self.wbuf.as_bytes()).await?;
+            io.flush().await
+        }
+        .await;
+        self.wbuf.clear();
+        r
+    }
+
+    /// Accounts read bytes against the configured rate (a bucket holding one second's worth).
+    fn charge(&mut self, n: usize) {
+        let limit = self.server.config.limits.rate_bytes_per_second as f64;
+        if limit <= 0.0 {
+            return;
+        }
+        let (tokens, last) = self.rate.get_or_insert((limit, Instant::now()));
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * limit).min(limit) - n as f64;
+        *last = now;
+        if *tokens < 0.0 {
+            self.debt = Duration::from_secs_f64(-*tokens / limit);
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for TcpTransport {
+    async fn read_events(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
+        loop {
+            if !self.debt.is_zero() {
+                // Waiting before reading keeps this cancel-safe: nothing parsed is held.
+                tokio::time::sleep(self.debt).await;
+                self.debt = Duration::ZERO;
+            }
+            let io = self
+                .io
+                .as_mut()
+                .expect("transport in use after TLS failure");
+            let n = io.read(&mut self.rbuf).await.map_err(ReadError::Io)?;
+            if n == 0 {
+                return Err(ReadError::Eof);
+            }
+            self.parser
+                .feed(&self.rbuf[..n], out)
+                .map_err(ReadError::Xml)?;
+            self.charge(n);
+            if !out.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn open_stream(&mut self, from: &str, id: &str, to: Option<&str>) -> io::Result<()> {
+        self.wbuf.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='");
+        rookery_xml::escape_attr(&mut self.wbuf, id);
+        self.wbuf.push_str("' from='");
+        rookery_xml::escape_attr(&mut self.wbuf, from);
+        if let Some(to) = to {
+            self.wbuf.push_str("' to='");
+            rookery_xml::escape_attr(&mut self.wbuf, to);
+        }
+        self.wbuf.push_str("' version='1.0' xml:lang='en'>");
+        self.flush_wbuf().await
+    }
+
+    async fn send(&mut self, els: &[Element]) -> io::Result<()> {
+        for el in els {
+            el.write_in_stream(&mut self.wbuf);
+        }
+        self.flush_wbuf().await
+    }
+
+    async fn close_stream(&mut self) -> io::Result<()> {
+        self.wbuf.push_str("</stream:stream>");
+        self.flush_wbuf().await?;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.io().shutdown()).await;
+        Ok(())
+    }
+
+    async fn starttls(&mut self) -> Option<io::Result<()>> {
+        if self.secure {
+            return None;
+        }
+        let io = self.io.take()?;
+        let acceptor = self.server.tls.starttls.clone();
+        Some(match acceptor.accept(io).await {
+            Ok(tls) => {
+                self.bindings = self.server.tls.bindings(tls.get_ref().1);
+                self.io = Some(Box::new(tls));
+                self.secure = true;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        })
+    }
+
+    fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    fn channel_bindings(&self) -> ChannelBindings {
+        self.bindings.clone()
+    }
+
+    fn restart(&mut self, limits: Limits) {
+        self.parser = StreamParser::new(limits);
+    }
+
+    fn peer_ip(&self) -> IpAddr {
+        self.peer
+    }
+}
+
+pub fn limits(server: &Server, authenticated: bool) -> Limits {
+    let l = &server.config.limits;
+    Limits {
+        max_stanza_bytes: if authenticated {
+            l.max_stanza_bytes
+        } else {
+            l.max_stanza_bytes_unauthenticated
+        },
+        max_depth: l.max_depth,
+        max_attributes: l.max_attributes,
+        ..Limits::default()
+    }
+}
+
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls: bool) {
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = server.shutdown.cancelled() => return,
+        };
+        let _ = sock.set_nodelay(true);
+        let server2 = server.clone();
+        server.connections.spawn(async move {
+            handle_tcp(server2, sock, peer.ip(), direct_tls).await;
+        });
+    }
+}
+
+async fn handle_tcp(server: Arc<Server>, sock: TcpStream, peer: IpAddr, direct_tls: bool) {
+    let pre = limits(&server, false);
+    let mut transport = if direct_tls {
+        let acceptor = server.tls.direct.clone();
+        let handshake = tokio::time::timeout(
+            Duration::from_secs(30),
+            acceptor.accept(Box::new(sock) as Box<dyn Io>),
+        );
+        match handshake.await {
+            Ok(Ok(tls)) => {
+                let bindings = server.tls.bindings(tls.get_ref().1);
+                let mut t = TcpTransport::new(server.clone(), Box::new(tls), peer, pre);
+                t.secure = true;
+                t.bindings = bindings;
+                t
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        }
+    } else {
+        TcpTransport::new(server.clone(), Box::new(sock), peer, pre)
+    };
+    stream::run(server, &mut transport).await;
+}

@@ -1,0 +1,506 @@
+//! The c2s stream state machine (RFC 6120 §4–§7): stream headers, STARTTLS, SASL, resource
+//! binding, then the session loop. Transport-independent.
+
+use super::{limits, sasl, ReadError, Transport};
+use crate::session::{Outbound, SessionHandle};
+use crate::{presence, router, Server};
+use rand::Rng;
+use rookery_core::stanza::{self, StanzaError};
+use rookery_core::{ns, BareJid, Element, FullJid, Jid};
+use rookery_xml::{StreamError, StreamEvent, StreamHeader};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Inbox size per session; beyond it senders get an error instead of piling up memory.
+const INBOX: usize = 1024;
+
+/// Why the stream ends, as an RFC 6120 §4.9.3 condition, or quietly.
+#[derive(Debug)]
+pub enum End {
+    Error(&'static str, Option<String>),
+    /// The client closed the stream; answer with our close.
+    Closed,
+    /// The connection is gone; nothing can be sent.
+    Lost,
+}
+
+impl From<ReadError> for End {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Xml(StreamError::NotWellFormed(t)) => End::Error("not-well-formed", Some(t)),
+            ReadError::Xml(StreamError::InvalidNamespace(t)) => {
+                End::Error("invalid-namespace", Some(t))
+            }
+            ReadError::Xml(StreamError::PolicyViolation(t)) => {
+                End::Error("policy-violation", Some(t))
+            }
+            ReadError::Io(_) | ReadError::Eof => End::Lost,
+        }
+    }
+}
+
+fn stream_error(condition: &str, text: Option<&str>) -> Element {
+    let mut e =
+        Element::new("error", ns::STREAM).with_child(Element::new(condition, ns::STREAMS_ERR));
+    if let Some(t) = text {
+        e.push_child(
+            Element::new("text", ns::STREAMS_ERR)
+                .with_attr("xml:lang", "en")
+                .with_text(t),
+        );
+    }
+    e
+}
+
+/// Per-connection negotiation state.
+struct Conn<'a> {
+    server: Arc<Server>,
+    t: &'a mut dyn Transport,
+    host: String,
+    header_sent: bool,
+    queue: VecDeque<StreamEvent>,
+}
+
+impl Conn<'_> {
+    async fn next(&mut self) -> Result<StreamEvent, End> {
+        if let Some(ev) = self.queue.pop_front() {
+            return Ok(ev);
+        }
+        let mut evs = Vec::new();
+        self.t.read_events(&mut evs).await?;
+        self.queue.extend(evs);
+        Ok(self
+            .queue
+            .pop_front()
+            .expect("read_events yields at least one event"))
+    }
+
+    /// Waits for a (re)opened stream and answers with our header and `features`.
+    async fn open(&mut self, features: impl FnOnce(&Self) -> Element) -> Result<(), End> {
+        let header = match self.next().await? {
+            StreamEvent::Header(h) => h,
+            StreamEvent::Close => return Err(End::Closed),
+            StreamEvent::Stanza(_) => return Err(End::Error("not-well-formed", None)),
+        };
+        self.accept_header(&header).await?;
+        let f = features(self);
+        self.t.send(&[f]).await.map_err(|_| End::Lost)
+    }
+
+    async fn accept_header(&mut self, h: &StreamHeader) -> Result<(), End> {
+        let id = format!("{:016x}", rand::thread_rng().gen::<u64>());
+        let requested = h.attr("to").map(|t| t.to_ascii_lowercase());
+        let host = match &requested {
+            Some(t) if self.server.config.is_local_host(t) => t.clone(),
+            Some(_) => {
+                let default = self.server.config.hosts[0].clone();
+                self.t
+                    .open_stream(&default, &id, None)
+                    .await
+                    .map_err(|_| End::Lost)?;
+                self.header_sent = true;
+                return Err(End::Error("host-unknown", None));
+            }
+            None => self.server.config.hosts[0].clone(),
+        };
+        self.host = host;
+        let from = h
+            .attr("from")
+            .and_then(|f| Jid::new(f).ok())
+            .map(|j| j.to_string());
+        self.t
+            .open_stream(&self.host, &id, from.as_deref())
+            .await
+            .map_err(|_| End::Lost)?;
+        self.header_sent = true;
+        if let Some(v) = h.attr("version") {
+            if !v.starts_with("1.") {
+                return Err(End::Error("unsupported-version", None));
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, end: End) {
+        match end {
+            End::Lost => {}
+            End::Closed => {
+                let _ = self.t.close_stream().await;
+            }
+            End::Error(cond, text) => {
+                if !self.header_sent {
+                    let id = format!("{:016x}", rand::thread_rng().gen::<u64>());
+                    let host = self.server.config.hosts[0].clone();
+                    let _ = self.t.open_stream(&host, &id, None).await;
+                }
+                tracing::debug!(cond, ?text, "closing stream with an error");
+                let _ = self.t.send(&[stream_error(cond, text.as_deref())]).await;
+                let _ = self.t.close_stream().await;
+            }
+        }
+    }
+}
+
+/// Drives one client connection from the first byte to the last.
+pub async fn run(server: Arc<Server>, t: &mut dyn Transport) {
+    let mut conn = Conn {
+        server: server.clone(),
+        t,
+        host: String::new(),
+        header_sent: false,
+        queue: VecDeque::new(),
+    };
+    let auth_timeout = Duration::from_secs(server.config.limits.auth_timeout_seconds);
+    let negotiated = tokio::select! {
+        r = tokio::time::timeout(auth_timeout, negotiate(&mut conn)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(End::Error("connection-timeout", Some("authentication took too long".into()))),
+        },
+        _ = server.shutdown.cancelled() => Err(End::Error("system-shutdown", None)),
+    };
+    let jid = match negotiated {
+        Ok(j) => j,
+        Err(end) => {
+            conn.finish(end).await;
+            return;
+        }
+    };
+    session(conn, jid).await;
+}
+
+/// Everything before the session: TLS, SASL, bind. Returns the bound full JID.
+async fn negotiate(
+    conn: &mut Conn<'_>,
+) -> Result<(FullJid, mpsc::Receiver<Outbound>, SessionHandle), End> {
+    let server = conn.server.clone();
+    // Pre-authentication streams.
+    let user: BareJid = 'auth: loop {
+        conn.open(|c| pre_auth_features(&c.server, &*c.t)).await?;
+        loop {
+            let el = match conn.next().await? {
+                StreamEvent::Stanza(el) => el,
+                StreamEvent::Close => return Err(End::Closed),
+                StreamEvent::Header(_) => return Err(End::Error("not-well-formed", None)),
+            };
+            if el.is("starttls", ns::TLS) {
+                if conn.t.is_secure() {
+                    return Err(End::Error(
+                        "policy-violation",
+                        Some("TLS is already on".into()),
+                    ));
+                }
+                conn.t
+                    .send(&[Element::new("proceed", ns::TLS)])
+                    .await
+                    .map_err(|_| End::Lost)?;
+                match conn.t.starttls().await {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => return Err(End::Lost),
+                    None => return Err(End::Error("unsupported-feature", None)),
+                }
+                conn.queue.clear();
+                conn.t.restart(limits(&server, false));
+                continue 'auth;
+            }
+            if el.is("auth", ns::SASL) {
+                if server.config.tls.require_encryption && !conn.t.is_secure() {
+                    let f = Element::new("failure", ns::SASL)
+                        .with_child(Element::new("encryption-required", ns::SASL));
+                    conn.t.send(&[f]).await.map_err(|_| End::Lost)?;
+                    continue;
+                }
+                let host = conn.host.clone();
+                match sasl::authenticate(&server, conn.t, &host, &el).await {
+                    sasl::Outcome::Success(u) => {
+                        conn.queue.clear();
+                        conn.t.restart(limits(&server, true));
+                        break 'auth u;
+                    }
+                    sasl::Outcome::Failed => continue,
+                    sasl::Outcome::Broken(e) => return Err(e.into()),
+                }
+            }
+            if el.is("iq", ns::CLIENT) && el.has_child("query", crate::modules::register::NS) {
+                if server.config.tls.require_encryption && !conn.t.is_secure() {
+                    let reply = stanza::error_reply(
+                        &el,
+                        &StanzaError::not_authorized().with_text("use TLS first"),
+                    );
+                    conn.t.send(&[reply]).await.map_err(|_| End::Lost)?;
+                    continue;
+                }
+                let host = conn.host.clone();
+                let reply =
+                    crate::modules::register::handle_unauthenticated(&server, &host, &el).await;
+                conn.t.send(&[reply]).await.map_err(|_| End::Lost)?;
+                continue;
+            }
+            return Err(unexpected(&el, "not-authorized"));
+        }
+    };
+    // Authenticated stream: bind a resource.
+    conn.open(|c| post_auth_features(&c.server)).await?;
+    loop {
+        let el = match conn.next().await? {
+            StreamEvent::Stanza(el) => el,
+            StreamEvent::Close => return Err(End::Closed),
+            StreamEvent::Header(_) => return Err(End::Error("not-well-formed", None)),
+        };
+        if el.is("iq", ns::CLIENT) && el.attr("type") == Some("set") {
+            if let Some(bind) = el.get_child("bind", ns::BIND) {
+                match bind_resource(&server, &user, bind) {
+                    Ok(full) => {
+                        let (tx, rx) = mpsc::channel(INBOX);
+                        let handle = SessionHandle::new(server.next_id(), full.clone(), tx);
+                        if let Some(old) = server.sessions.insert(handle.clone()) {
+                            old.close("conflict", Some("replaced by a new session".into()))
+                                .await;
+                        }
+                        let reply = stanza::iq_result(&el).with_child(
+                            Element::new("bind", ns::BIND).with_child(
+                                Element::new("jid", ns::BIND).with_text(full.to_string()),
+                            ),
+                        );
+                        conn.t.send(&[reply]).await.map_err(|_| End::Lost)?;
+                        return Ok((full, rx, handle));
+                    }
+                    Err(e) => {
+                        conn.t
+                            .send(&[stanza::error_reply(&el, &e)])
+                            .await
+                            .map_err(|_| End::Lost)?;
+                        continue;
+                    }
+                }
+            }
+        }
+        if el.is("iq", ns::CLIENT) && el.attr("type").is_some_and(|t| t == "get" || t == "set") {
+            let reply = stanza::error_reply(
+                &el,
+                &StanzaError::not_authorized().with_text("bind a resource first"),
+            );
+            conn.t.send(&[reply]).await.map_err(|_| End::Lost)?;
+            continue;
+        }
+        return Err(unexpected(&el, "not-authorized"));
+    }
+}
+
+fn unexpected(el: &Element, default: &'static str) -> End {
+    if stanza::kind(el).is_none() && matches!(el.name(), "message" | "presence" | "iq") {
+        return End::Error("invalid-namespace", None);
+    }
+    if stanza::kind(el).is_none() {
+        return End::Error("unsupported-stanza-type", None);
+    }
+    End::Error(default, None)
+}
+
+fn pre_auth_features(server: &Server, t: &dyn Transport) -> Element {
+    let mut f = Element::new("features", ns::STREAM);
+    if !t.is_secure() {
+        let mut st = Element::new("starttls", ns::TLS);
+        if server.config.tls.require_encryption {
+            st.push_child(Element::new("required", ns::TLS));
+        }
+        f.push_child(st);
+    }
+    if t.is_secure() || !server.config.tls.require_encryption {
+        f.push_child(
+            Element::new("mechanisms", ns::SASL).with_children(
+                sasl::mechanisms(server, t)
+                    .into_iter()
+                    .map(|m| Element::new("mechanism", ns::SASL).with_text(m)),
+            ),
+        );
+        if let Some(cb) = sasl::channel_binding_feature(t) {
+            f.push_child(cb);
+        }
+        if server.config.registration.allow {
+            f.push_child(Element::new("register", crate::modules::register::FEATURE));
+        }
+    }
+    f
+}
+
+fn post_auth_features(server: &Server) -> Element {
+    Element::new("features", ns::STREAM)
+        .with_child(Element::new("bind", ns::BIND))
+        .with_child(
+            Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
+        )
+        .with_children(server.modules.stream_features.iter().cloned())
+}
+
+fn bind_resource(server: &Server, user: &BareJid, bind: &Element) -> Result<FullJid, StanzaError> {
+    let requested = bind
+        .child_text("resource", ns::BIND)
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    let full = match requested {
+        Some(r) => user
+            .with_resource_str(&r)
+            .map_err(|_| StanzaError::bad_request().with_text("invalid resource"))?,
+        None => {
+            let r: String = rand::thread_rng()
+                .sample_iter(&rand::distributions::Alphanumeric)
+                .take(10)
+                .map(char::from)
+                .collect();
+            user.with_resource_str(&format!("rookery-{r}"))
+                .expect("alphanumeric resource is valid")
+        }
+    };
+    let existing = server.sessions.resources(user);
+    if !existing.iter().any(|s| s.jid == full)
+        && existing.len() >= server.config.limits.max_sessions_per_user
+    {
+        return Err(StanzaError::resource_constraint().with_text("too many sessions"));
+    }
+    Ok(full)
+}
+
+/// The bound session: client stanzas in, routed stanzas out, keepalive pings.
+async fn session(
+    mut conn: Conn<'_>,
+    (jid, mut rx, handle): (FullJid, mpsc::Receiver<Outbound>, SessionHandle),
+) {
+    let server = conn.server.clone();
+    tracing::debug!(%jid, "session started");
+    let ping_every = Duration::from_secs(server.config.limits.ping_interval_seconds.max(1));
+    let ping_timeout = Duration::from_secs(server.config.limits.ping_timeout_seconds.max(1));
+    let mut deadline = Instant::now() + ping_every;
+    let mut ping_pending: Option<String> = None;
+    let end: End = loop {
+        if let Some(ev) = conn.queue.pop_front() {
+            match ev {
+                StreamEvent::Stanza(el) => {
+                    if let Some(e) =
+                        handle_client_stanza(&server, &handle, el, &mut ping_pending).await
+                    {
+                        break e;
+                    }
+                    continue;
+                }
+                StreamEvent::Close => break End::Closed,
+                StreamEvent::Header(_) => break End::Error("not-well-formed", None),
+            }
+        }
+        tokio::select! {
+            biased;
+            out = rx.recv() => match out {
+                Some(Outbound::Stanza(el)) => {
+                    // Batch what is already queued into one write.
+                    let mut batch = vec![el];
+                    let mut close = None;
+                    while batch.len() < 64 {
+                        match rx.try_recv() {
+                            Ok(Outbound::Stanza(e)) => batch.push(e),
+                            Ok(Outbound::Close { condition, text }) => { close = Some((condition, text)); break; }
+                            Err(_) => break,
+                        }
+                    }
+                    if conn.t.send(&batch).await.is_err() {
+                        break End::Lost;
+                    }
+                    if let Some((c, t)) = close {
+                        break End::Error(c, t);
+                    }
+                }
+                Some(Outbound::Close { condition, text }) => break End::Error(condition, text),
+                None => break End::Lost,
+            },
+            r = conn.t.read_events_vec() => match r {
+                Ok(evs) => {
+                    conn.queue.extend(evs);
+                    deadline = Instant::now() + ping_every;
+                    ping_pending = None;
+                }
+                Err(e) => break e.into(),
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                if ping_pending.is_some() {
+                    break End::Error("connection-timeout", Some("no answer to ping".into()));
+                }
+                let id = format!("ping{}", server.next_id());
+                let ping = Element::new("iq", ns::CLIENT)
+                    .with_attr("type", "get")
+                    .with_attr("id", id.clone())
+                    .with_attr("from", jid.domain().to_string())
+                    .with_attr("to", jid.to_string())
+                    .with_child(Element::new("ping", "urn:xmpp:ping"));
+                if conn.t.send(&[ping]).await.is_err() {
+                    break End::Lost;
+                }
+                ping_pending = Some(id);
+                deadline = Instant::now() + ping_timeout;
+            },
+            _ = server.shutdown.cancelled() => {
+                // Flush what was already routed here before saying goodbye.
+                let mut batch = Vec::new();
+                while let Ok(Outbound::Stanza(e)) = rx.try_recv() {
+                    batch.push(e);
+                }
+                let _ = conn.t.send(&batch).await;
+                break End::Error("system-shutdown", None);
+            },
+        }
+    };
+    server.sessions.remove(&jid, handle.id);
+    presence::broadcast_unavailable(&server, &handle, None).await;
+    conn.finish(end).await;
+    // Stanzas that reached the inbox but not the client are routed again (offline storage for
+    // messages), so a closing session loses nothing.
+    rx.close();
+    while let Ok(out) = rx.try_recv() {
+        if let Outbound::Stanza(el) = out {
+            if el.name() == "message" {
+                router::deliver(&server, el).await;
+            }
+        }
+    }
+    tracing::debug!(%jid, "session ended");
+}
+
+/// One stanza from the client; returns how the stream ends if it must.
+async fn handle_client_stanza(
+    server: &Server,
+    handle: &SessionHandle,
+    mut el: Element,
+    ping_pending: &mut Option<String>,
+) -> Option<End> {
+    if stanza::kind(&el).is_none() || el.ns() != ns::CLIENT {
+        return Some(unexpected(&el, "unsupported-stanza-type"));
+    }
+    if let Some(from) = el.attr("from") {
+        let ok = match Jid::new(from) {
+            Ok(j) => j == Jid::from(handle.jid.clone()) || j == Jid::from(handle.bare()),
+            Err(_) => false,
+        };
+        if !ok {
+            return Some(End::Error("invalid-from", None));
+        }
+    }
+    el.set_attr("from", handle.jid.to_string());
+    if el.name() == "iq" {
+        let t = el.attr("type");
+        if (t == Some("result") || t == Some("error"))
+            && ping_pending.is_some()
+            && el.attr("id") == ping_pending.as_deref()
+        {
+            *ping_pending = None;
+            return None;
+        }
+        // The legacy session establishment (RFC 3921) is a no-op now.
+        if t == Some("set") && el.has_child("session", ns::SESSION) {
+            let reply = stanza::iq_result(&el);
+            router::send_to_session(server, handle, reply);
+            return None;
+        }
+    }
+    router::route_from_client(server, handle, el).await;
+    None
+}

@@ -1,0 +1,137 @@
+//! The Rookery server: listeners, c2s streams, the router, modules and storage (RFC 6120, 6121).
+
+pub mod accounts;
+pub mod c2s;
+pub mod http;
+pub mod modules;
+pub mod presence;
+pub mod router;
+pub mod scram;
+pub mod session;
+pub mod storage;
+pub mod tls;
+
+use rookery_core::config::Config;
+use rookery_core::storage::Storage;
+use session::{LocalRegistry, SessionRegistry};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Shared server state; every connection task holds an `Arc<Server>`.
+pub struct Server {
+    pub config: Arc<Config>,
+    pub storage: Arc<dyn Storage>,
+    pub sessions: Arc<dyn SessionRegistry>,
+    pub modules: modules::Registry,
+    pub tls: tls::Tls,
+    pub started: Instant,
+    pub shutdown: CancellationToken,
+    /// Recent authentication failures per address, for the growing delay.
+    pub auth_failures: Mutex<std::collections::HashMap<IpAddr, (u32, Instant)>>,
+    next_id: AtomicU64,
+    /// Connection tasks, so shutdown can wait for each to flush.
+    pub connections: tokio_util::task::TaskTracker,
+}
+
+impl Server {
+    pub async fn new(config: Config) -> anyhow::Result<Arc<Server>> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let storage = storage::open(&config.storage_url()).await?;
+        Self::with_storage(config, storage)
+    }
+
+    pub fn with_storage(config: Config, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<Server>> {
+        let tls = tls::Tls::load(&config)?;
+        let mut registry = modules::Registry::default();
+        for m in modules::builtin(&config) {
+            if config.module_enabled(m.name()) {
+                m.register(&mut registry);
+            }
+        }
+        Ok(Arc::new(Server {
+            config: Arc::new(config),
+            storage,
+            sessions: Arc::new(LocalRegistry::default()),
+            modules: registry,
+            tls,
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            auth_failures: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            connections: tokio_util::task::TaskTracker::new(),
+        }))
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A started server with the addresses it actually listens on (ports may have been 0).
+pub struct Running {
+    pub server: Arc<Server>,
+    pub c2s: Vec<SocketAddr>,
+    pub c2s_direct_tls: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
+    listeners: JoinSet<()>,
+}
+
+impl Running {
+    /// Graceful stop: stop accepting, tell every client `<system-shutdown/>`, let sessions flush.
+    pub async fn shutdown(mut self) {
+        self.server.shutdown.cancel();
+        self.server.connections.close();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.server.connections.wait(),
+        )
+        .await;
+        self.listeners.abort_all();
+        while self.listeners.join_next().await.is_some() {}
+    }
+}
+
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let server = Server::new(config).await?;
+    start_with(server).await
+}
+
+pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
+    let mut listeners = JoinSet::new();
+    let mut c2s = Vec::new();
+    let mut direct = Vec::new();
+    let mut http_addrs = Vec::new();
+    for (addrs, direct_tls, out) in [
+        (&server.config.listen.c2s, false, &mut c2s),
+        (&server.config.listen.c2s_direct_tls, true, &mut direct),
+    ] {
+        for a in addrs {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+            out.push(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, direct_tls, "c2s listening");
+            listeners.spawn(c2s::accept_loop(server.clone(), l, direct_tls));
+        }
+    }
+    for a in &server.config.listen.http {
+        let l = TcpListener::bind(a)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+        http_addrs.push(l.local_addr()?);
+        tracing::info!(addr = %l.local_addr()?, "http listening");
+        listeners.spawn(http::serve(server.clone(), l));
+    }
+    Ok(Running {
+        server,
+        c2s,
+        c2s_direct_tls: direct,
+        http: http_addrs,
+        listeners,
+    })
+}

@@ -1,0 +1,88 @@
+//! XEP-0030 Service Discovery for the server and for accounts.
+
+use super::{IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, Target};
+use crate::Server;
+use async_trait::async_trait;
+use rookery_core::stanza::StanzaError;
+use rookery_core::Element;
+use std::sync::Arc;
+
+pub const INFO: &str = "http://jabber.org/protocol/disco#info";
+pub const ITEMS: &str = "http://jabber.org/protocol/disco#items";
+
+pub struct Disco {
+    pub extra_items: Vec<String>,
+}
+
+impl Module for Disco {
+    fn name(&self) -> &'static str {
+        "disco"
+    }
+    fn register(self: Arc<Self>, reg: &mut Registry) {
+        reg.iq(INFO, "query", On::Both, self.clone());
+        reg.iq(ITEMS, "query", On::Both, self);
+    }
+}
+
+fn feature(var: &str) -> Element {
+    Element::new("feature", INFO).with_attr("var", var)
+}
+
+#[async_trait]
+impl IqHandler for Disco {
+    async fn handle_iq(&self, server: &Server, req: IqRequest) -> IqResult {
+        if req.kind != IqType::Get {
+            return Err(StanzaError::bad_request());
+        }
+        let payload = req.payload();
+        let node = payload.attr("node").map(str::to_string);
+        if payload.ns() == ITEMS {
+            let mut q = Element::new("query", ITEMS).with_opt_attr("node", node.clone());
+            if let (Target::Server(_), None) = (&req.target, &node) {
+                for i in &self.extra_items {
+                    q.push_child(Element::new("item", ITEMS).with_attr("jid", i.clone()));
+                }
+            }
+            return Ok(IqReply::Payload(q));
+        }
+        if node.is_some() {
+            return Err(StanzaError::item_not_found());
+        }
+        let mut q = Element::new("query", INFO);
+        let mut features: Vec<String> = vec![INFO.into(), ITEMS.into()];
+        match &req.target {
+            Target::Server(_) => {
+                q.push_child(
+                    Element::new("identity", INFO)
+                        .with_attr("category", "server")
+                        .with_attr("type", "im")
+                        .with_attr("name", server.config.modules.version.name.clone()),
+                );
+                features.extend(server.modules.server_features.iter().cloned());
+            }
+            Target::Account(user) => {
+                // Only the owner and those who see its presence learn about an account (§3.2).
+                let visible = req.is_self()
+                    || matches!(
+                        server.storage.roster_item(user, req.from.to_bare().as_str()).await,
+                        Ok(Some(i)) if i.subscription.has_from()
+                    );
+                if !visible {
+                    return Err(StanzaError::service_unavailable());
+                }
+                q.push_child(
+                    Element::new("identity", INFO)
+                        .with_attr("category", "account")
+                        .with_attr("type", "registered"),
+                );
+                features.extend(server.modules.account_features.iter().cloned());
+            }
+        }
+        features.sort();
+        features.dedup();
+        for f in features {
+            q.push_child(feature(&f));
+        }
+        Ok(IqReply::Payload(q))
+    }
+}

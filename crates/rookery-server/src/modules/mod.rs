@@ -1,0 +1,172 @@
+//! The module seam: features register typed IQ handlers, disco features and session hooks here;
+//! the router dispatches to them and never knows which modules exist.
+
+use crate::session::SessionHandle;
+use crate::Server;
+use async_trait::async_trait;
+use rookery_core::stanza::StanzaError;
+use rookery_core::{BareJid, Element, Jid};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub mod disco;
+pub mod last;
+pub mod ping;
+pub mod private;
+pub mod register;
+pub mod roster;
+pub mod time;
+pub mod vcard;
+pub mod version;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IqType {
+    Get,
+    Set,
+}
+
+/// Where an IQ was addressed, once the router has resolved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A served domain.
+    Server(String),
+    /// A local account's bare JID (the sender's own or another's).
+    Account(BareJid),
+}
+
+pub struct IqRequest {
+    pub stanza: Element,
+    pub kind: IqType,
+    pub from: Jid,
+    pub target: Target,
+    /// The sending session when it is a local client.
+    pub session: Option<SessionHandle>,
+}
+
+impl IqRequest {
+    pub fn payload(&self) -> &Element {
+        self.stanza
+            .children()
+            .next()
+            .expect("router checked the payload")
+    }
+
+    /// The sender addressed its own account (or gave no `to`).
+    pub fn is_self(&self) -> bool {
+        matches!(&self.target, Target::Account(b) if self.from.to_bare() == *b)
+    }
+}
+
+/// How a handler answered.
+pub enum IqReply {
+    /// An empty result.
+    Empty,
+    /// A result carrying this payload.
+    Payload(Element),
+    /// The handler already sent its answer.
+    Sent,
+}
+
+/// A reply, or a stanza error.
+pub type IqResult = Result<IqReply, StanzaError>;
+
+#[async_trait]
+pub trait IqHandler: Send + Sync {
+    async fn handle_iq(&self, server: &Server, req: IqRequest) -> IqResult;
+}
+
+/// Lifecycle events modules may act on.
+#[async_trait]
+pub trait SessionHook: Send + Sync {
+    /// The session sent its initial presence.
+    async fn on_available(&self, _server: &Server, _session: &SessionHandle) {}
+    /// The session became unavailable (by presence or by ending), with its status text.
+    async fn on_unavailable(
+        &self,
+        _server: &Server,
+        _session: &SessionHandle,
+        _status: Option<String>,
+    ) {
+    }
+    /// The account was deleted.
+    async fn on_user_deleted(&self, _server: &Server, _user: &BareJid) {}
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum On {
+    Server,
+    Account,
+    Both,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    iq: HashMap<(String, String), Vec<(On, Arc<dyn IqHandler>)>>,
+    pub server_features: Vec<String>,
+    pub account_features: Vec<String>,
+    /// Features offered after authentication (`<ver/>`, `<sub/>`...).
+    pub stream_features: Vec<Element>,
+    pub hooks: Vec<Arc<dyn SessionHook>>,
+}
+
+impl Registry {
+    pub fn iq(&mut self, ns: &str, name: &str, on: On, handler: Arc<dyn IqHandler>) {
+        self.iq
+            .entry((ns.to_string(), name.to_string()))
+            .or_default()
+            .push((on, handler));
+    }
+
+    pub fn server_feature(&mut self, f: &str) {
+        self.server_features.push(f.to_string());
+    }
+
+    pub fn account_feature(&mut self, f: &str) {
+        self.account_features.push(f.to_string());
+    }
+
+    pub fn hook(&mut self, h: Arc<dyn SessionHook>) {
+        self.hooks.push(h);
+    }
+
+    pub fn find_iq(&self, payload: &Element, target: &Target) -> Option<Arc<dyn IqHandler>> {
+        let list = self
+            .iq
+            .get(&(payload.ns().to_string(), payload.name().to_string()))?;
+        list.iter()
+            .find(|(on, _)| {
+                matches!(
+                    (on, target),
+                    (On::Both, _)
+                        | (On::Server, Target::Server(_))
+                        | (On::Account, Target::Account(_))
+                )
+            })
+            .map(|(_, h)| h.clone())
+    }
+}
+
+/// A feature: its name (for `modules.disabled`) and what it registers.
+pub trait Module: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn register(self: Arc<Self>, reg: &mut Registry);
+}
+
+/// Every built-in module; `modules.disabled` filters them.
+pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
+    vec![
+        Arc::new(roster::Roster),
+        Arc::new(disco::Disco {
+            extra_items: config.modules.disco.items.clone(),
+        }),
+        Arc::new(ping::Ping),
+        Arc::new(version::Version {
+            options: config.modules.version.clone(),
+        }),
+        Arc::new(time::Time),
+        Arc::new(last::Last),
+        Arc::new(vcard::VCard),
+        Arc::new(private::Private),
+        Arc::new(register::Register),
+    ]
+}

@@ -1,0 +1,331 @@
+//! Stanza routing (RFC 6120 §10, RFC 6121 §8): classifies the destination, then hands the stanza
+//! to a module, a local session, the offline store, or bounces it with the right error.
+
+use crate::modules::{IqReply, IqRequest, IqType, Target};
+use crate::session::{DeliveryError, SessionHandle};
+use crate::{presence, Server};
+use rookery_core::stanza::{self, Kind, StanzaError};
+use rookery_core::{ns, BareJid, Element, FullJid, Jid};
+
+/// Where a JID points from this server's point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    Server(String),
+    Bare(BareJid),
+    Full(FullJid),
+    Remote(String),
+}
+
+pub fn classify(server: &Server, jid: &Jid) -> Dest {
+    let domain = jid.domain().as_str();
+    if !server.config.is_local_host(domain) {
+        return Dest::Remote(domain.to_string());
+    }
+    if jid.node().is_none() {
+        return Dest::Server(domain.to_string());
+    }
+    match jid.clone().try_into_full() {
+        Ok(full) => Dest::Full(full),
+        Err(bare) => Dest::Bare(bare),
+    }
+}
+
+/// Routes a stanza a local client sent; `from` is already stamped with its full JID.
+pub async fn route_from_client(server: &Server, origin: &SessionHandle, el: Element) {
+    let to = match el.attr("to") {
+        None => None,
+        Some(t) => match Jid::new(t) {
+            Ok(j) => Some(j),
+            Err(_) => {
+                bounce(server, &el, StanzaError::jid_malformed());
+                return;
+            }
+        },
+    };
+    match stanza::kind(&el) {
+        Some(Kind::Presence) => presence::outbound(server, origin, el, to).await,
+        Some(Kind::Iq) => {
+            let to = to.unwrap_or_else(|| Jid::from(origin.bare()));
+            route_iq(server, Some(origin), el, to).await
+        }
+        Some(Kind::Message) => {
+            let to = to.unwrap_or_else(|| Jid::from(origin.bare()));
+            route_message(server, el, to).await
+        }
+        None => {}
+    }
+}
+
+/// Delivers a stanza the server itself produced (roster pushes, subscription handling, probes),
+/// or one routed on behalf of a user, to its `to`.
+pub async fn deliver(server: &Server, el: Element) {
+    let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
+        return;
+    };
+    match stanza::kind(&el) {
+        Some(Kind::Message) => route_message(server, el, to).await,
+        Some(Kind::Iq) => route_iq(server, None, el, to).await,
+        Some(Kind::Presence) => presence::inbound(server, el, to).await,
+        None => {}
+    }
+}
+
+/// Sends an error for `orig` back to its sender, unless it must not be answered (§8.3.1).
+pub fn bounce(server: &Server, orig: &Element, err: StanzaError) {
+    if !stanza::can_bounce(orig) {
+        return;
+    }
+    let reply = stanza::error_reply(orig, &err);
+    deliver_to_full(server, reply);
+}
+
+/// Puts a stanza on the session its `to` names, if that session exists. Errors for a full inbox
+/// are returned to the original sender.
+pub fn deliver_to_full(server: &Server, el: Element) -> bool {
+    let Some(full) = el.attr("to").and_then(|t| FullJid::new(t).ok()) else {
+        return false;
+    };
+    match server.sessions.get(&full) {
+        Some(s) => send_to_session(server, &s, el),
+        None => false,
+    }
+}
+
+pub fn send_to_session(server: &Server, s: &SessionHandle, el: Element) -> bool {
+    match s.deliver(el) {
+        Ok(()) => true,
+        Err(DeliveryError::Full) => {
+            tracing::warn!(to = %s.jid, "session inbox full, stanza bounced");
+            false
+        }
+        Err(DeliveryError::Gone) => {
+            let _ = server;
+            false
+        }
+    }
+}
+
+async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, to: Jid) {
+    let kind = match el.attr("type") {
+        Some("get") => IqType::Get,
+        Some("set") => IqType::Set,
+        Some("result") | Some("error") => {
+            // Answers to the server (pings, roster push acks) end here; others go to a session.
+            if let Dest::Full(_) = classify(server, &to) {
+                deliver_to_full(server, el);
+            }
+            return;
+        }
+        _ => {
+            bounce(
+                server,
+                &el,
+                StanzaError::bad_request().with_text("missing or unknown iq type"),
+            );
+            return;
+        }
+    };
+    if el.children().count() != 1 {
+        bounce(
+            server,
+            &el,
+            StanzaError::bad_request().with_text("an iq get or set carries exactly one payload"),
+        );
+        return;
+    }
+    let target = match classify(server, &to) {
+        Dest::Server(d) => Target::Server(d),
+        Dest::Bare(b) => {
+            let is_self = origin.map(|o| o.bare() == b).unwrap_or(false);
+            if !is_self && !account_exists(server, &b).await {
+                bounce(server, &el, StanzaError::service_unavailable());
+                return;
+            }
+            Target::Account(b)
+        }
+        Dest::Full(f) => {
+            match server.sessions.get(&f) {
+                Some(s) => {
+                    if !send_to_session(server, &s, el.clone()) {
+                        bounce(server, &el, StanzaError::resource_constraint());
+                    }
+                }
+                None => bounce(server, &el, StanzaError::service_unavailable()),
+            }
+            return;
+        }
+        Dest::Remote(_) => {
+            bounce(server, &el, StanzaError::remote_server_not_found());
+            return;
+        }
+    };
+    let payload = el.children().next().expect("checked above");
+    let Some(handler) = server.modules.find_iq(payload, &target) else {
+        bounce(server, &el, StanzaError::service_unavailable());
+        return;
+    };
+    let from = match el.attr("from").and_then(|f| Jid::new(f).ok()) {
+        Some(f) => f,
+        None => return,
+    };
+    let req = IqRequest {
+        stanza: el.clone(),
+        kind,
+        from,
+        target,
+        session: origin.cloned(),
+    };
+    match handler.handle_iq(server, req).await {
+        Ok(IqReply::Sent) => {}
+        Ok(payload) => {
+            let mut reply = result_for(&el);
+            if let IqReply::Payload(p) = payload {
+                reply.push_child(p);
+            }
+            deliver_to_full(server, reply);
+        }
+        Err(e) => bounce(server, &el, e),
+    }
+}
+
+/// The empty result for an IQ a local client sent (no `from` when it addressed no one).
+pub fn result_for(iq: &Element) -> Element {
+    let mut reply = stanza::iq_result(iq);
+    if iq.attr("to").is_none() {
+        reply.remove_attr("from");
+    }
+    reply
+}
+
+pub async fn account_exists(server: &Server, user: &BareJid) -> bool {
+    if !server.sessions.resources(user).is_empty() {
+        return true;
+    }
+    matches!(server.storage.credentials(user).await, Ok(Some(_)))
+}
+
+async fn route_message(server: &Server, el: Element, to: Jid) {
+    match classify(server, &to) {
+        Dest::Server(_) => {
+            // Nothing on the server consumes messages yet; say so rather than drop silently.
+            if el.attr("type") != Some("error") && el.attr("type") != Some("groupchat") {
+                bounce(server, &el, StanzaError::service_unavailable());
+            }
+        }
+        Dest::Remote(_) => bounce(server, &el, StanzaError::remote_server_not_found()),
+        Dest::Full(full) => match server.sessions.get(&full) {
+            Some(s) => {
+                if !send_to_session(server, &s, el.clone()) {
+                    bounce(server, &el, StanzaError::resource_constraint());
+                }
+            }
+            // RFC 6121 §8.5.3.2.1
+            None => match el.attr("type").unwrap_or("normal") {
+                "normal" | "chat" => message_to_bare(server, el, full.to_bare()).await,
+                "groupchat" => bounce(server, &el, StanzaError::service_unavailable()),
+                _ => {}
+            },
+        },
+        Dest::Bare(bare) => message_to_bare(server, el, bare).await,
+    }
+}
+
+/// RFC 6121 §8.5.2: a message to a local bare JID.
+async fn message_to_bare(server: &Server, el: Element, user: BareJid) {
+    let mtype = el.attr("type").unwrap_or("normal").to_string();
+    if mtype == "groupchat" {
+        bounce(server, &el, StanzaError::service_unavailable());
+        return;
+    }
+    let sessions: Vec<SessionHandle> = server
+        .sessions
+        .resources(&user)
+        .into_iter()
+        .filter(|s| s.is_available() && s.priority() >= 0)
+        .collect();
+    if !sessions.is_empty() {
+        let targets: Vec<&SessionHandle> = if mtype == "headline" {
+            sessions.iter().collect()
+        } else {
+            let top = sessions.iter().map(|s| s.priority()).max().unwrap_or(0);
+            sessions.iter().filter(|s| s.priority() == top).collect()
+        };
+        let mut delivered = false;
+        for s in targets {
+            delivered |= send_to_session(server, s, el.clone());
+        }
+        if delivered {
+            return;
+        }
+    }
+    if mtype == "error" || mtype == "headline" {
+        return;
+    }
+    if !account_exists(server, &user).await {
+        bounce(server, &el, StanzaError::service_unavailable());
+        return;
+    }
+    store_offline(server, el, &user).await;
+}
+
+/// XEP-0160: keep a message for later with a XEP-0203 delay stamp.
+async fn store_offline(server: &Server, mut el: Element, user: &BareJid) {
+    if !server.config.module_enabled("offline") {
+        bounce(server, &el, StanzaError::service_unavailable());
+        return;
+    }
+    // Only messages with content are worth keeping (chat states and receipts alone are not).
+    let worth = el.has_child("body", ns::CLIENT)
+        || el.has_child("subject", ns::CLIENT)
+        || el.children().any(|c| {
+            c.ns() == "jabber:x:conference" || c.ns() == "http://jabber.org/protocol/muc#user"
+        });
+    if !worth || el.has_child("no-store", "urn:xmpp:hints") {
+        return;
+    }
+    let stamp = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    el.push_child(stanza::delay(user.domain().as_str(), &stamp).with_text("Offline Storage"));
+    let xml = el.to_xml();
+    match server
+        .storage
+        .push_offline(user, &xml, server.config.limits.max_offline_messages)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => bounce(
+            server,
+            &el,
+            StanzaError::service_unavailable().with_text("the recipient's offline queue is full"),
+        ),
+        Err(e) => {
+            tracing::error!(%e, "offline storage failed");
+            bounce(server, &el, StanzaError::internal_server_error());
+        }
+    }
+}
+
+/// Delivers queued offline messages to a session that just became available.
+pub async fn flush_offline(server: &Server, session: &SessionHandle) {
+    let user = session.bare();
+    let stored = match server.storage.take_offline(&user).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%e, "reading offline messages failed");
+            return;
+        }
+    };
+    for xml in stored {
+        match Element::parse(&xml) {
+            Ok(mut el) => {
+                el.set_ns(ns::CLIENT);
+                if session.deliver(el.clone()).is_err() {
+                    // Not lost: back into the queue for the next session.
+                    let _ = server.storage.push_offline(&user, &xml, usize::MAX).await;
+                }
+            }
+            Err(e) => tracing::error!(%e, "unreadable offline message dropped"),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The session registry seam: where each bound resource lives (RFC 6120 §7) and its presence state.
+//! `LocalRegistry` serves one node; a cluster implementation answers the same questions.
+
+use dashmap::DashMap;
+use rookery_core::{BareJid, Element, FullJid};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// What a session task is asked to do by the rest of the server.
+#[derive(Debug)]
+pub enum Outbound {
+    Stanza(Element),
+    /// Close the stream with this stream error condition (`conflict`, `system-shutdown`...).
+    Close {
+        condition: &'static str,
+        text: Option<String>,
+    },
+}
+
+/// Presence bookkeeping of one session (RFC 6121 §4).
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// Sent initial presence and not yet unavailable.
+    pub available: bool,
+    pub priority: i8,
+    /// Last broadcast presence, stamped with the session's full JID.
+    pub last: Option<Element>,
+    /// Requested the roster, so receives roster pushes (RFC 6121 §2.1.6).
+    pub interested: bool,
+    /// JIDs that received directed presence and must get unavailable at the end (§4.6).
+    pub directed: HashSet<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionHandle {
+    pub id: u64,
+    pub jid: FullJid,
+    tx: mpsc::Sender<Outbound>,
+    pub state: Arc<Mutex<PresenceState>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// The session's inbox is full: it is not reading fast enough.
+    Full,
+    Gone,
+}
+
+impl SessionHandle {
+    pub fn new(id: u64, jid: FullJid, tx: mpsc::Sender<Outbound>) -> Self {
+        SessionHandle {
+            id,
+            jid,
+            tx,
+            state: Arc::default(),
+        }
+    }
+
+    pub fn bare(&self) -> BareJid {
+        self.jid.to_bare()
+    }
+
+    /// Queues a stanza without waiting: a slow reader must not stall its senders.
+    pub fn deliver(&self, el: Element) -> Result<(), DeliveryError> {
+        self.tx.try_send(Outbound::Stanza(el)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
+            mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
+        })
+    }
+
+    /// Asks the session to end; waits for inbox room since this must not be lost.
+    pub async fn close(&self, condition: &'static str, text: Option<String>) {
+        let _ = self.tx.send(Outbound::Close { condition, text }).await;
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.state.lock().unwrap().available
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.state.lock().unwrap().priority
+    }
+}
+
+/// Where sessions live. Implementations must be cheap to query on every routed stanza.
+pub trait SessionRegistry: Send + Sync {
+    /// Adds a session; returns the one it replaces (same full JID), which must then be closed.
+    fn insert(&self, handle: SessionHandle) -> Option<SessionHandle>;
+    /// Removes a session if it is still the one with this id.
+    fn remove(&self, jid: &FullJid, id: u64) -> bool;
+    fn get(&self, jid: &FullJid) -> Option<SessionHandle>;
+    fn resources(&self, user: &BareJid) -> Vec<SessionHandle>;
+    fn all(&self) -> Vec<SessionHandle>;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// In-process registry, sharded by bare JID so routing takes no global lock.
+#[derive(Default)]
+pub struct LocalRegistry {
+    by_bare: DashMap<BareJid, Vec<SessionHandle>>,
+    count: AtomicUsize,
+}
+
+impl SessionRegistry for LocalRegistry {
+    fn insert(&self, handle: SessionHandle) -> Option<SessionHandle> {
+        let mut entry = self.by_bare.entry(handle.bare()).or_default();
+        let list = entry.value_mut();
+        if let Some(pos) = list.iter().position(|h| h.jid == handle.jid) {
+            return Some(std::mem::replace(&mut list[pos], handle));
+        }
+        list.push(handle);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    fn remove(&self, jid: &FullJid, id: u64) -> bool {
+        let bare = jid.to_bare();
+        let mut removed = false;
+        self.by_bare.remove_if_mut(&bare, |_, list| {
+            if let Some(pos) = list.iter().position(|h| h.id == id) {
+                list.remove(pos);
+                removed = true;
+            }
+            list.is_empty()
+        });
+        if removed {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    fn get(&self, jid: &FullJid) -> Option<SessionHandle> {
+        self.by_bare
+            .get(&jid.to_bare())
+            .and_then(|l| l.iter().find(|h| &h.jid == jid).cloned())
+    }
+
+    fn resources(&self, user: &BareJid) -> Vec<SessionHandle> {
+        self.by_bare
+            .get(user)
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    fn all(&self) -> Vec<SessionHandle> {
+        self.by_bare
+            .iter()
+            .flat_map(|e| e.value().clone())
+            .collect()
+    }
+
+    fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(id: u64, jid: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(2);
+        (SessionHandle::new(id, FullJid::new(jid).unwrap(), tx), rx)
+    }
+
+    #[test]
+    fn insert_replace_remove() {
+        let reg = LocalRegistry::default();
+        let (a, _ra) = handle(1, "u@h/a");
+        let (b, _rb) = handle(2, "u@h/b");
+        assert!(reg.insert(a).is_none());
+        assert!(reg.insert(b).is_none());
+        assert_eq!(reg.len(), 2);
+        let (a2, _ra2) = handle(3, "u@h/a");
+        assert_eq!(reg.insert(a2).unwrap().id, 1);
+        assert_eq!(reg.len(), 2);
+        // The replaced session's late removal must not evict its successor.
+        assert!(!reg.remove(&FullJid::new("u@h/a").unwrap(), 1));
+        assert_eq!(reg.get(&FullJid::new("u@h/a").unwrap()).unwrap().id, 3);
+        assert!(reg.remove(&FullJid::new("u@h/a").unwrap(), 3));
+        assert!(reg.remove(&FullJid::new("u@h/b").unwrap(), 2));
+        assert!(reg.is_empty());
+        assert!(reg.resources(&BareJid::new("u@h").unwrap()).is_empty());
+    }
+
+    #[test]
+    fn full_inbox_is_reported_not_awaited() {
+        let (a, _rx) = handle(1, "u@h/a");
+        let el = Element::new("message", "jabber:client");
+        assert!(a.deliver(el.clone()).is_ok());
+        assert!(a.deliver(el.clone()).is_ok());
+        assert_eq!(a.deliver(el), Err(DeliveryError::Full));
+    }
+}

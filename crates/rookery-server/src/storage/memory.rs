@@ -1,0 +1,212 @@
+//! In-memory storage for tests and throwaway servers; same contracts as the SQL backends.
+
+use async_trait::async_trait;
+use rookery_core::storage::*;
+use rookery_core::BareJid;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStorage {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    accounts: BTreeMap<String, Credentials>,
+    rosters: HashMap<String, (u64, BTreeMap<String, RosterItem>)>,
+    pending: HashMap<String, BTreeMap<String, String>>,
+    offline: HashMap<String, Vec<String>>,
+    kv: HashMap<(String, String, String), String>,
+}
+
+#[async_trait]
+impl AccountStore for MemoryStorage {
+    async fn create_account(&self, user: &BareJid, c: &Credentials) -> StorageResult<bool> {
+        let mut g = self.inner.lock().unwrap();
+        if g.accounts.contains_key(user.as_str()) {
+            return Ok(false);
+        }
+        g.accounts.insert(user.to_string(), c.clone());
+        Ok(true)
+    }
+    async fn credentials(&self, user: &BareJid) -> StorageResult<Option<Credentials>> {
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .accounts
+            .get(user.as_str())
+            .cloned())
+    }
+    async fn set_credentials(&self, user: &BareJid, c: &Credentials) -> StorageResult<bool> {
+        let mut g = self.inner.lock().unwrap();
+        match g.accounts.get_mut(user.as_str()) {
+            Some(slot) => {
+                *slot = c.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+    async fn delete_account(&self, user: &BareJid) -> StorageResult<bool> {
+        let mut g = self.inner.lock().unwrap();
+        let u = user.as_str();
+        g.rosters.remove(u);
+        g.pending.remove(u);
+        g.offline.remove(u);
+        g.kv.retain(|(owner, _, _), _| owner != u);
+        Ok(g.accounts.remove(u).is_some())
+    }
+    async fn list_accounts(&self, host: &str) -> StorageResult<Vec<String>> {
+        let g = self.inner.lock().unwrap();
+        Ok(g.accounts
+            .keys()
+            .filter(|j| j.rsplit_once('@').map(|(_, h)| h) == Some(host))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl RosterStore for MemoryStorage {
+    async fn roster(&self, user: &BareJid) -> StorageResult<(u64, Vec<RosterItem>)> {
+        let g = self.inner.lock().unwrap();
+        Ok(g.rosters
+            .get(user.as_str())
+            .map(|(v, items)| (*v, items.values().cloned().collect()))
+            .unwrap_or((0, Vec::new())))
+    }
+    async fn roster_item(
+        &self,
+        user: &BareJid,
+        contact: &str,
+    ) -> StorageResult<Option<RosterItem>> {
+        let g = self.inner.lock().unwrap();
+        Ok(g.rosters
+            .get(user.as_str())
+            .and_then(|(_, i)| i.get(contact).cloned()))
+    }
+    async fn put_roster_item(&self, user: &BareJid, item: &RosterItem) -> StorageResult<u64> {
+        let mut g = self.inner.lock().unwrap();
+        let r = g.rosters.entry(user.to_string()).or_default();
+        r.0 += 1;
+        r.1.insert(item.jid.clone(), item.clone());
+        Ok(r.0)
+    }
+    async fn remove_roster_item(
+        &self,
+        user: &BareJid,
+        contact: &str,
+    ) -> StorageResult<Option<u64>> {
+        let mut g = self.inner.lock().unwrap();
+        let Some(r) = g.rosters.get_mut(user.as_str()) else {
+            return Ok(None);
+        };
+        if r.1.remove(contact).is_none() {
+            return Ok(None);
+        }
+        r.0 += 1;
+        Ok(Some(r.0))
+    }
+    async fn put_pending_in(
+        &self,
+        user: &BareJid,
+        contact: &str,
+        stanza: &str,
+    ) -> StorageResult<()> {
+        let mut g = self.inner.lock().unwrap();
+        g.pending
+            .entry(user.to_string())
+            .or_default()
+            .insert(contact.to_string(), stanza.to_string());
+        Ok(())
+    }
+    async fn remove_pending_in(&self, user: &BareJid, contact: &str) -> StorageResult<bool> {
+        let mut g = self.inner.lock().unwrap();
+        Ok(g.pending
+            .get_mut(user.as_str())
+            .map(|p| p.remove(contact).is_some())
+            .unwrap_or(false))
+    }
+    async fn pending_in(&self, user: &BareJid) -> StorageResult<Vec<(String, String)>> {
+        let g = self.inner.lock().unwrap();
+        Ok(g.pending
+            .get(user.as_str())
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl OfflineStore for MemoryStorage {
+    async fn push_offline(&self, user: &BareJid, stanza: &str, cap: usize) -> StorageResult<bool> {
+        let mut g = self.inner.lock().unwrap();
+        let q = g.offline.entry(user.to_string()).or_default();
+        if q.len() >= cap {
+            return Ok(false);
+        }
+        q.push(stanza.to_string());
+        Ok(true)
+    }
+    async fn take_offline(&self, user: &BareJid) -> StorageResult<Vec<String>> {
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .offline
+            .remove(user.as_str())
+            .unwrap_or_default())
+    }
+    async fn count_offline(&self, user: &BareJid) -> StorageResult<usize> {
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .offline
+            .get(user.as_str())
+            .map_or(0, |q| q.len()))
+    }
+}
+
+#[async_trait]
+impl KeyValueStore for MemoryStorage {
+    async fn kv_get(
+        &self,
+        user: &BareJid,
+        store: &str,
+        key: &str,
+    ) -> StorageResult<Option<String>> {
+        let g = self.inner.lock().unwrap();
+        Ok(g.kv
+            .get(&(user.to_string(), store.to_string(), key.to_string()))
+            .cloned())
+    }
+    async fn kv_set(
+        &self,
+        user: &BareJid,
+        store: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> StorageResult<()> {
+        let mut g = self.inner.lock().unwrap();
+        let k = (user.to_string(), store.to_string(), key.to_string());
+        match value {
+            Some(v) => {
+                g.kv.insert(k, v.to_string());
+            }
+            None => {
+                g.kv.remove(&k);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn conforms() {
+        crate::storage::conformance::run(&super::MemoryStorage::default()).await;
+    }
+}
