@@ -1,11 +1,7 @@
 //! rookery-bench: signs in N XMPP clients over STARTTLS with SCRAM, sends 1:1 messages at a target
 //! rate, and reports logins/s, delivered messages/s and delivery latency percentiles.
 
-mod client;
-mod scram;
-mod stats;
-mod tls;
-mod traffic;
+use rookery_bench::{client, scram, stats, tls, traffic};
 
 use anyhow::{Context, Result};
 use clap::Parser;

@@ -1,0 +1,8 @@
+//! rookery-bench as a library: the XMPP client pieces (STARTTLS, SCRAM, bind) the load generator
+//! is built from, reused by the server's protocol tests.
+
+pub mod client;
+pub mod scram;
+pub mod stats;
+pub mod tls;
+pub mod traffic;

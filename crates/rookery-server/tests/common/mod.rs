@@ -1,0 +1,257 @@
+//! Test harness: a real server on ephemeral ports, and clients that speak raw XMPP to it.
+#![allow(dead_code)]
+
+use rookery_bench::client::{self, Online, Settings};
+use rookery_bench::scram::{Mechanism, SaltCache};
+use rookery_core::config::Config;
+use rookery_server::{storage::MemoryStorage, Running, Server};
+use rookery_xml::{ns, Element, Limits, StreamEvent, StreamParser};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub c2s: SocketAddr,
+    pub direct: SocketAddr,
+    pub server: Arc<Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.data_dir = dir.path().to_path_buf();
+        config.listen.c2s = vec!["127.0.0.1:0".into()];
+        config.listen.c2s_direct_tls = vec!["127.0.0.1:0".into()];
+        config.listen.http = vec![];
+        tweak(&mut config);
+        let server = Server::with_storage(config, Arc::new(MemoryStorage::default())).unwrap();
+        let running = rookery_server::start_with(server.clone()).await.unwrap();
+        TestServer {
+            c2s: running.c2s[0],
+            direct: running.c2s_direct_tls[0],
+            server,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    pub async fn add_user(&self, local: &str, password: &str) {
+        let jid = rookery_server::accounts::parse_user(
+            &self.server.config,
+            &format!("{local}@localhost"),
+        )
+        .unwrap();
+        rookery_server::accounts::create(&self.server, &jid, password)
+            .await
+            .unwrap();
+    }
+
+    pub fn settings(&self, password: &str, mechanism: Mechanism) -> Settings {
+        Settings {
+            host: "127.0.0.1".into(),
+            port: self.c2s.port(),
+            domain: "localhost".into(),
+            password: password.into(),
+            mechanism,
+            connector: tokio_rustls::TlsConnector::from(
+                rookery_bench::tls::client_config().unwrap(),
+            ),
+            server_name: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            salt_cache: SaltCache::default(),
+            login_timeout: WAIT,
+        }
+    }
+
+    /// Signs in over STARTTLS + SCRAM-SHA-256, binds resource `r`, sends initial presence.
+    pub async fn login(&self, user: &str, password: &str) -> Client {
+        let online = client::login(&self.settings(password, Mechanism::ScramSha256), user)
+            .await
+            .unwrap_or_else(|e| panic!("login {user}: {e:#}"));
+        let mut c = Client { online };
+        // Consume the echo of our own initial presence and whatever came with it.
+        c.drain().await;
+        c
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// A signed-in client (initial presence already sent).
+pub struct Client {
+    pub online: Online,
+}
+
+impl Client {
+    pub fn jid(&self) -> &str {
+        &self.online.jid
+    }
+
+    pub async fn send(&mut self, xml: &str) {
+        self.online.stream.write_all(xml.as_bytes()).await.unwrap();
+        self.online.stream.flush().await.unwrap();
+    }
+
+    pub async fn send_el(&mut self, el: Element) {
+        self.send(&el.to_stream_xml(ns::CLIENT)).await;
+    }
+
+    /// The next stream event, or panics after [`WAIT`].
+    pub async fn event(&mut self) -> StreamEvent {
+        tokio::time::timeout(WAIT, self.online.reader.next_event(&mut self.online.stream))
+            .await
+            .expect("timed out waiting for the server")
+            .expect("stream failed")
+    }
+
+    pub async fn recv(&mut self) -> Element {
+        match self.event().await {
+            StreamEvent::Stanza(el) => el,
+            other => panic!("expected a stanza, got {other:?}"),
+        }
+    }
+
+    /// Skips stanzas until one matches.
+    pub async fn recv_until(&mut self, mut pred: impl FnMut(&Element) -> bool) -> Element {
+        loop {
+            let el = self.recv().await;
+            if pred(&el) {
+                return el;
+            }
+        }
+    }
+
+    /// Sends an IQ and returns its answer, skipping anything else.
+    pub async fn iq(&mut self, iq: Element) -> Element {
+        let id = iq.attr("id").unwrap().to_string();
+        self.send_el(iq).await;
+        self.recv_until(|e| {
+            e.name() == "iq"
+                && e.attr("id") == Some(&id)
+                && matches!(e.attr("type"), Some("result" | "error"))
+        })
+        .await
+    }
+
+    /// Everything the server sends before answering a ping: since it handles a session's
+    /// stanzas in order, this is all that the earlier stanzas caused.
+    pub async fn drain(&mut self) -> Vec<Element> {
+        self.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+            .await;
+        let mut got = Vec::new();
+        loop {
+            let el = self.recv().await;
+            if el.attr("id") == Some("sync") && el.name() == "iq" {
+                return got;
+            }
+            got.push(el);
+        }
+    }
+
+    /// Asserts that nothing is waiting for this client.
+    pub async fn expect_silence(&mut self) {
+        let got = self.drain().await;
+        assert!(got.is_empty(), "unexpected stanzas: {got:?}");
+    }
+}
+
+pub fn error_condition(el: &Element) -> Option<String> {
+    let err = el.get_child("error", ns::CLIENT)?;
+    err.children()
+        .find(|c| c.ns() == ns::STANZAS_ERR && c.name() != "text")
+        .map(|c| c.name().to_string())
+}
+
+/// A plaintext connection for negotiation-level tests.
+pub struct Raw {
+    pub io: TcpStream,
+    parser: StreamParser,
+    pending: std::collections::VecDeque<StreamEvent>,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        Raw {
+            io: TcpStream::connect(addr).await.unwrap(),
+            parser: StreamParser::new(Limits::default()),
+            pending: Default::default(),
+        }
+    }
+
+    pub async fn send(&mut self, data: &[u8]) {
+        // The server may already have closed; tests then look at what it said.
+        let _ = self.io.write_all(data).await;
+    }
+
+    pub async fn open(&mut self, to: &str) -> Element {
+        self.send(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{to}' version='1.0'>").as_bytes()).await;
+        match self.event().await {
+            Some(StreamEvent::Header(_)) => {}
+            other => panic!("expected a stream header, got {other:?}"),
+        }
+        match self.event().await {
+            Some(StreamEvent::Stanza(f)) => f,
+            other => panic!("expected features, got {other:?}"),
+        }
+    }
+
+    /// The next event; None when the connection closed.
+    pub async fn event(&mut self) -> Option<StreamEvent> {
+        read_event(&mut self.io, &mut self.parser, &mut self.pending).await
+    }
+
+    /// Reads until the stream ends and returns the stream error condition, if one was sent.
+    pub async fn stream_error(&mut self) -> Option<String> {
+        let mut cond = None;
+        while let Some(ev) = self.event().await {
+            match ev {
+                StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                    cond = el
+                        .children()
+                        .find(|c| c.ns() == ns::STREAMS_ERR && c.name() != "text")
+                        .map(|c| c.name().to_string());
+                }
+                StreamEvent::Close => break,
+                _ => {}
+            }
+        }
+        cond
+    }
+}
+
+async fn read_event<R: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut R,
+    parser: &mut StreamParser,
+    pending: &mut std::collections::VecDeque<StreamEvent>,
+) -> Option<StreamEvent> {
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(ev) = pending.pop_front() {
+            return Some(ev);
+        }
+        let n = tokio::time::timeout(WAIT, io.read(&mut buf))
+            .await
+            .expect("timed out")
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        let mut out = Vec::new();
+        parser.feed(&buf[..n], &mut out).ok()?;
+        pending.extend(out);
+    }
+}

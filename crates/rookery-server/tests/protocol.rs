@@ -1,0 +1,468 @@
+//! Protocol tests: the real server on ephemeral ports, spoken to in raw XMPP (RFC 6120, 6121).
+
+mod common;
+
+use common::{error_condition, Raw, TestServer};
+use rookery_bench::client;
+use rookery_bench::scram::Mechanism;
+use rookery_xml::{ns, Element, StreamEvent};
+
+fn msg(to: &str, body: &str) -> String {
+    format!("<message to='{to}' type='chat' id='m1'><body>{body}</body></message>")
+}
+
+#[tokio::test]
+async fn scram_sha1_and_sha256_logins_and_wrong_password() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "secret1").await;
+    for mech in [Mechanism::ScramSha1, Mechanism::ScramSha256] {
+        let online = client::login(&s.settings("secret1", mech), "alice")
+            .await
+            .unwrap();
+        assert_eq!(online.jid, "alice@localhost/r");
+    }
+    let Err(err) = client::login(&s.settings("wrong", Mechanism::ScramSha256), "alice").await
+    else {
+        panic!("wrong password accepted")
+    };
+    assert!(format!("{err:#}").contains("not-authorized"), "{err:#}");
+    let Err(err) = client::login(&s.settings("secret1", Mechanism::ScramSha256), "nobody").await
+    else {
+        panic!("unknown user accepted")
+    };
+    assert!(format!("{err:#}").contains("not-authorized"), "{err:#}");
+}
+
+#[tokio::test]
+async fn features_before_and_after_tls() {
+    let s = TestServer::start().await;
+    let mut raw = Raw::connect(s.c2s).await;
+    let f = raw.open("localhost").await;
+    let st = f.get_child("starttls", ns::TLS).expect("starttls offered");
+    assert!(st.has_child("required", ns::TLS));
+    // Without TLS no mechanism is offered when encryption is required.
+    assert!(!f.has_child("mechanisms", ns::SASL));
+    raw.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>")
+        .await;
+    match raw.event().await {
+        Some(StreamEvent::Stanza(el)) => {
+            assert!(el.is("failure", ns::SASL));
+            assert!(el.has_child("encryption-required", ns::SASL));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unknown_host_gets_host_unknown() {
+    let s = TestServer::start().await;
+    let mut raw = Raw::connect(s.c2s).await;
+    raw.send(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='elsewhere.example' version='1.0'>").await;
+    assert_eq!(raw.stream_error().await.as_deref(), Some("host-unknown"));
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_stream_error_and_others_carry_on() {
+    let s = TestServer::start_with(|c| {
+        c.tls.require_encryption = false;
+        c.limits.max_stanza_bytes_unauthenticated = 4096;
+    })
+    .await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"<message><body>unclosed</message>".to_vec(),
+            "not-well-formed",
+        ),
+        (b"<!-- comment -->".to_vec(), "not-well-formed"),
+        (
+            format!("<message><body>{}</body></message>", "x".repeat(10_000)).into_bytes(),
+            "policy-violation",
+        ),
+        ("<a>".repeat(200).into_bytes(), "policy-violation"),
+        (
+            b"<message to='bob@localhost'><body>hi</body></message>".to_vec(),
+            "not-authorized",
+        ),
+        (
+            b"<foo xmlns='urn:example'/>".to_vec(),
+            "unsupported-stanza-type",
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut raw = Raw::connect(s.c2s).await;
+        raw.open("localhost").await;
+        raw.send(&input).await;
+        assert_eq!(
+            raw.stream_error().await.as_deref(),
+            Some(expected),
+            "{}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+    // A garbage first byte: the stream error still comes with a header.
+    let mut raw = Raw::connect(s.c2s).await;
+    raw.send(b"\x00\x01garbage").await;
+    assert_eq!(raw.stream_error().await.as_deref(), Some("not-well-formed"));
+    // The existing session is unaffected.
+    let mut bob = s.login("bob", "pw123456").await;
+    alice.send(&msg("bob@localhost/r", "still here")).await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("still here")
+    );
+}
+
+#[tokio::test]
+async fn spoofed_from_is_invalid_from() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    alice
+        .send("<message from='bob@localhost/r' to='alice@localhost'><body>x</body></message>")
+        .await;
+    loop {
+        match alice.event().await {
+            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                assert!(el.has_child("invalid-from", ns::STREAMS_ERR));
+                break;
+            }
+            StreamEvent::Close => panic!("closed without an error"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalid_jid_and_unknown_user_get_stanza_errors() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    alice
+        .send("<message to='a@b@c' id='bad'><body>x</body></message>")
+        .await;
+    let e = alice.recv_until(|e| e.attr("id") == Some("bad")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("jid-malformed"));
+    alice
+        .send("<message to='ghost@localhost' id='ghost'><body>x</body></message>")
+        .await;
+    let e = alice.recv_until(|e| e.attr("id") == Some("ghost")).await;
+    assert_eq!(e.attr("type"), Some("error"));
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+    // Remote domains are not reachable yet.
+    alice
+        .send("<message to='x@remote.example' id='far'><body>x</body></message>")
+        .await;
+    let e = alice.recv_until(|e| e.attr("id") == Some("far")).await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+}
+
+#[tokio::test]
+async fn messages_to_full_and_bare_jids_and_priorities() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let mut bob = s.login("bob", "pw123456").await;
+    alice.send(&msg("bob@localhost", "to bare")).await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.attr("from"), Some("alice@localhost/r"));
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("to bare"));
+    bob.send(&msg("alice@localhost/r", "to full")).await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("to full"));
+    // Negative priority: not a target for bare-JID messages, so they go offline.
+    bob.send("<presence><priority>-1</priority></presence>")
+        .await;
+    bob.drain().await;
+    alice.send(&msg("bob@localhost", "kept")).await;
+    bob.expect_silence().await;
+    let stored = s
+        .server
+        .storage
+        .count_offline(&rookery_core::BareJid::new("bob@localhost").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn offline_messages_arrive_with_delay_on_next_presence() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    alice.send(&msg("bob@localhost", "one")).await;
+    alice.send(&msg("bob@localhost/gone", "two")).await;
+    alice.expect_silence().await;
+    let bob_online = client::login(&s.settings("pw123456", Mechanism::ScramSha256), "bob")
+        .await
+        .unwrap();
+    let mut bob = common::Client { online: bob_online };
+    for expected in ["one", "two"] {
+        let m = bob.recv_until(|e| e.name() == "message").await;
+        assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some(expected));
+        let d = m.get_child("delay", "urn:xmpp:delay").expect("delay stamp");
+        assert_eq!(d.attr("from"), Some("localhost"));
+        assert!(d.attr("stamp").unwrap().ends_with('Z'));
+    }
+}
+
+#[tokio::test]
+async fn offline_queue_is_capped() {
+    let s = TestServer::start_with(|c| c.limits.max_offline_messages = 2).await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    for i in 0..3 {
+        alice
+            .send(&format!(
+                "<message to='bob@localhost' id='o{i}'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    let e = alice.recv_until(|e| e.attr("id") == Some("o2")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+}
+
+#[tokio::test]
+async fn same_resource_replaces_the_old_session_with_conflict() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    let mut first = s.login("alice", "pw123456").await;
+    let mut second = s.login("alice", "pw123456").await;
+    loop {
+        match first.event().await {
+            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                assert!(el.has_child("conflict", ns::STREAMS_ERR));
+                break;
+            }
+            StreamEvent::Close => panic!("closed without conflict"),
+            _ => {}
+        }
+    }
+    second.expect_silence().await;
+}
+
+fn roster_set(id: &str, jid: &str) -> Element {
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", id)
+        .with_child(
+            Element::new("query", "jabber:iq:roster")
+                .with_child(Element::new("item", "jabber:iq:roster").with_attr("jid", jid)),
+        )
+}
+
+fn roster_get(id: &str) -> Element {
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "get")
+        .with_attr("id", id)
+        .with_child(Element::new("query", "jabber:iq:roster"))
+}
+
+#[tokio::test]
+async fn mutual_subscription_presence_and_removal() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    s.add_user("eve", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let mut bob = s.login("bob", "pw123456").await;
+    let mut eve = s.login("eve", "pw123456").await;
+    alice.iq(roster_get("r0")).await;
+    bob.iq(roster_get("r0")).await;
+    let r = alice.iq(roster_set("r1", "bob@localhost")).await;
+    assert_eq!(r.attr("type"), Some("result"));
+    alice
+        .send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    let req = bob
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribe"))
+        .await;
+    assert_eq!(req.attr("from"), Some("alice@localhost"));
+    bob.send("<presence to='alice@localhost' type='subscribed'/>")
+        .await;
+    // Alice learns of the approval and sees Bob's presence.
+    alice
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribed"))
+        .await;
+    let p = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("from") == Some("bob@localhost/r"))
+        .await;
+    assert_eq!(p.attr("type"), None);
+    bob.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
+    alice
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribe"))
+        .await;
+    alice
+        .send("<presence to='bob@localhost' type='subscribed'/>")
+        .await;
+    bob.recv_until(|e| e.name() == "presence" && e.attr("from") == Some("alice@localhost/r"))
+        .await;
+    let roster = alice.iq(roster_get("r2")).await;
+    let item = roster
+        .get_child("query", "jabber:iq:roster")
+        .unwrap()
+        .children()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(item.attr("subscription"), Some("both"));
+    // Status changes reach the contact, not a stranger.
+    bob.send("<presence><show>away</show><status>lunch</status></presence>")
+        .await;
+    let p = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("from") == Some("bob@localhost/r"))
+        .await;
+    assert_eq!(p.child_text("show", ns::CLIENT).as_deref(), Some("away"));
+    eve.expect_silence().await;
+    // A dropped connection turns into unavailable presence for contacts.
+    drop(bob);
+    let p = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("from") == Some("bob@localhost/r"))
+        .await;
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    // Removing the contact cancels both subscriptions.
+    let mut bob = s.login("bob", "pw123456").await;
+    bob.iq(roster_get("r0")).await;
+    let remove = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", "rm")
+        .with_child(
+            Element::new("query", "jabber:iq:roster").with_child(
+                Element::new("item", "jabber:iq:roster")
+                    .with_attr("jid", "bob@localhost")
+                    .with_attr("subscription", "remove"),
+            ),
+        );
+    assert_eq!(alice.iq(remove).await.attr("type"), Some("result"));
+    // Bob's side goes from both to to (Alice unsubscribed) to none (Alice cancelled his).
+    let mut states = Vec::new();
+    while states.last().map(String::as_str) != Some("none") {
+        let push = bob
+            .recv_until(|e| e.name() == "iq" && e.has_child("query", "jabber:iq:roster"))
+            .await;
+        let item = push
+            .get_child("query", "jabber:iq:roster")
+            .unwrap()
+            .children()
+            .next()
+            .unwrap()
+            .clone();
+        states.push(item.attr("subscription").unwrap().to_string());
+    }
+    assert_eq!(states, ["to", "none"]);
+    let roster = alice.iq(roster_get("r3")).await;
+    assert_eq!(
+        roster
+            .get_child("query", "jabber:iq:roster")
+            .unwrap()
+            .children()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn subscription_request_to_offline_user_waits_for_login() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    alice
+        .send("<presence to='bob@localhost' type='subscribe'><status>it is me</status></presence>")
+        .await;
+    alice.drain().await;
+    let online = client::login(&s.settings("pw123456", Mechanism::ScramSha256), "bob")
+        .await
+        .unwrap();
+    let mut bob = common::Client { online };
+    let req = bob
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribe"))
+        .await;
+    assert_eq!(
+        req.child_text("status", ns::CLIENT).as_deref(),
+        Some("it is me")
+    );
+}
+
+#[tokio::test]
+async fn roster_versioning_returns_empty_when_unchanged() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    alice.iq(roster_set("a", "x@localhost")).await;
+    let r = alice.iq(roster_get("g1")).await;
+    let ver = r
+        .get_child("query", "jabber:iq:roster")
+        .unwrap()
+        .attr("ver")
+        .unwrap()
+        .to_string();
+    let mut get = roster_get("g2");
+    get.get_child_mut("query", "jabber:iq:roster")
+        .unwrap()
+        .set_attr("ver", ver);
+    let r = alice.iq(get).await;
+    assert_eq!(r.attr("type"), Some("result"));
+    assert!(r.children().next().is_none());
+}
+
+#[tokio::test]
+async fn graceful_shutdown_sends_system_shutdown() {
+    let mut s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    alice.expect_silence().await;
+    let stop = tokio::spawn(async move {
+        s.shutdown().await;
+        s
+    });
+    loop {
+        match alice.event().await {
+            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                assert!(el.has_child("system-shutdown", ns::STREAMS_ERR));
+                break;
+            }
+            StreamEvent::Close => panic!("closed without system-shutdown"),
+            _ => {}
+        }
+    }
+    stop.await.unwrap();
+}
+
+#[tokio::test]
+async fn direct_tls_with_alpn() {
+    let s = TestServer::start().await;
+    let mut cfg = (*rookery_bench::tls::client_config().unwrap()).clone();
+    cfg.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(s.direct).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"xmpp-client"[..]));
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    while !got.contains("</stream:features>") {
+        let n = tokio::time::timeout(common::WAIT, tls.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!got.contains("starttls"), "{got}");
+    assert!(got.contains("SCRAM-SHA-256-PLUS"), "{got}");
+    assert!(got.contains("PLAIN"), "{got}");
+}
