@@ -18,6 +18,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub registration: RegistrationConfig,
+    pub http: HttpConfig,
     pub modules: ModulesConfig,
 }
 
@@ -32,7 +33,36 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             registration: RegistrationConfig::default(),
+            http: HttpConfig::default(),
             modules: ModulesConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Directory of the built web app served at `/` (default: `web/dist`, or `ROOKERY_WEB_ROOT`).
+    pub web_root: Option<PathBuf>,
+    /// Origins allowed to use BOSH and host-meta from other sites (`["*"]` for any).
+    pub cors_origins: Vec<String>,
+    /// Treat WebSocket and BOSH clients as encrypted: set this when a TLS-terminating proxy sits
+    /// in front. Loopback clients always count as encrypted.
+    pub behind_tls_proxy: bool,
+    /// Seconds a BOSH session may go without a request before it ends.
+    pub bosh_inactivity_seconds: u64,
+    /// Longest `wait` a BOSH client may ask for.
+    pub bosh_max_wait_seconds: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            web_root: None,
+            cors_origins: Vec::new(),
+            behind_tls_proxy: false,
+            bosh_inactivity_seconds: 60,
+            bosh_max_wait_seconds: 60,
         }
     }
 }

@@ -31,7 +31,7 @@ pub struct StanzaError {
     pub condition: &'static str,
     pub text: Option<String>,
     /// An application-specific condition element.
-    pub extra: Option<Element>,
+    pub extra: Option<Box<Element>>,
 }
 
 macro_rules! conditions {
@@ -88,7 +88,7 @@ impl StanzaError {
             );
         }
         if let Some(x) = &self.extra {
-            e.push_child(x.clone());
+            e.push_child((**x).clone());
         }
         e
     }

@@ -432,14 +432,10 @@ async fn inbound_subscription(
                 !already
             }
         }
-        "subscribed" => {
-            if item.ask && !item.subscription.has_to() {
-                item.subscription = Subscription::from_flags(true, item.subscription.has_from());
-                item.ask = false;
-                true
-            } else {
-                false
-            }
+        "subscribed" if item.ask && !item.subscription.has_to() => {
+            item.subscription = Subscription::from_flags(true, item.subscription.has_from());
+            item.ask = false;
+            true
         }
         "unsubscribe" => {
             let had_pending = server

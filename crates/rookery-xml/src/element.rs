@@ -10,8 +10,8 @@ pub enum Node {
 }
 
 /// An XML element with its namespace resolved. Attributes in the XML namespace are kept under
-/// their conventional `xml:` prefix (`xml:lang`); other namespaced attributes are not used by XMPP
-/// stanzas and are dropped by the parser.
+/// their conventional `xml:` prefix (`xml:lang`); other namespaced attributes are kept in Clark
+/// notation (`{urn:xmpp:xbosh}restart`) for reading only and are not serialised.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
     name: String,
@@ -207,6 +207,9 @@ impl Element {
             out.push('\'');
         }
         for (k, v) in &self.attrs {
+            if k.starts_with('{') {
+                continue;
+            }
             out.push(' ');
             out.push_str(k);
             out.push_str("='");

@@ -5,7 +5,7 @@ mod element;
 mod stream;
 
 pub use element::{escape_attr, escape_text, Element, Node};
-pub use stream::{Limits, StreamError, StreamEvent, StreamHeader, StreamParser};
+pub use stream::{parse_document, Limits, StreamError, StreamEvent, StreamHeader, StreamParser};
 
 /// The namespaces every layer above needs to name.
 pub mod ns {

@@ -211,14 +211,27 @@ fn convert_attrs(attrs: rxml::AttrMap) -> Vec<(String, String)> {
             out.push((name.as_str().to_owned(), value));
         } else if ans.as_str() == ns::XML {
             out.push((format!("xml:{}", name.as_str()), value));
+        } else {
+            // Clark notation; readable by `attr("{ns}name")`, never serialised back.
+            out.push((format!("{{{}}}{}", ans.as_str(), name.as_str()), value));
         }
     }
     out
 }
 
-/// Parses a complete standalone element (a WebSocket frame body, stored XML, tests).
+/// Parses a complete standalone element (stored XML, tests) with default limits.
 pub(crate) fn parse_fragment(data: &[u8]) -> Result<Element, StreamError> {
-    let limits = Limits::default();
+    parse_document(data, &Limits::default())
+}
+
+/// Parses one complete document (a WebSocket frame, a BOSH body) with the stream limits.
+pub fn parse_document(data: &[u8], limits: &Limits) -> Result<Element, StreamError> {
+    if data.len() > limits.max_stanza_bytes {
+        return Err(StreamError::PolicyViolation(format!(
+            "stanza larger than {} bytes",
+            limits.max_stanza_bytes
+        )));
+    }
     let mut parser = Parser::with_options(Options {
         max_token_length: limits.max_token_bytes,
         ..Options::default()
@@ -229,7 +242,11 @@ pub(crate) fn parse_fragment(data: &[u8]) -> Result<Element, StreamError> {
     loop {
         match parser.parse(&mut buf, true) {
             Ok(Some(Event::StartElement(_, (ens, ename), attrs))) => {
-                if stack.len() >= limits.max_depth {
+                if attrs.len() > limits.max_attributes {
+                    return Err(StreamError::PolicyViolation("too many attributes".into()));
+                }
+                // The document root does not count towards stanza depth.
+                if stack.len() > limits.max_depth {
                     return Err(StreamError::PolicyViolation(
                         "elements nested too deeply".into(),
                     ));

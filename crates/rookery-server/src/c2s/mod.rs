@@ -1,8 +1,10 @@
 //! Client-to-server connections (RFC 6120): listeners and the TCP transport. The negotiation and
 //! session logic in `stream` works on any [`Transport`], so WebSocket and BOSH share it.
 
+pub mod bosh;
 mod sasl;
 pub mod stream;
+pub mod websocket;
 
 use crate::scram::ChannelBindings;
 use crate::Server;

@@ -477,7 +477,7 @@ async fn handle_client_stanza(
     }
     if let Some(from) = el.attr("from") {
         let ok = match Jid::new(from) {
-            Ok(j) => j == Jid::from(handle.jid.clone()) || j == Jid::from(handle.bare()),
+            Ok(j) => j.as_str() == handle.jid.as_str() || j.as_str() == handle.bare().as_str(),
             Err(_) => false,
         };
         if !ok {

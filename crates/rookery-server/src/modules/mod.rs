@@ -99,9 +99,12 @@ pub enum On {
     Both,
 }
 
+/// IQ handlers by payload (namespace, element name).
+type IqTable = HashMap<(String, String), Vec<(On, Arc<dyn IqHandler>)>>;
+
 #[derive(Default)]
 pub struct Registry {
-    iq: HashMap<(String, String), Vec<(On, Arc<dyn IqHandler>)>>,
+    iq: IqTable,
     pub server_features: Vec<String>,
     pub account_features: Vec<String>,
     /// Features offered after authentication (`<ver/>`, `<sub/>`...).

@@ -18,6 +18,7 @@ pub struct TestServer {
     pub running: Option<Running>,
     pub c2s: SocketAddr,
     pub direct: SocketAddr,
+    pub http: SocketAddr,
     pub server: Arc<Server>,
     _dir: tempfile::TempDir,
 }
@@ -29,17 +30,20 @@ impl TestServer {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_path_buf();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         config.listen.c2s = vec!["127.0.0.1:0".into()];
         config.listen.c2s_direct_tls = vec!["127.0.0.1:0".into()];
-        config.listen.http = vec![];
+        config.listen.http = vec!["127.0.0.1:0".into()];
         tweak(&mut config);
         let server = Server::with_storage(config, Arc::new(MemoryStorage::default())).unwrap();
         let running = rookery_server::start_with(server.clone()).await.unwrap();
         TestServer {
             c2s: running.c2s[0],
             direct: running.c2s_direct_tls[0],
+            http: running.http[0],
             server,
             running: Some(running),
             _dir: dir,
