@@ -373,6 +373,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_the_defaults() {
+        let text = include_str!("../../../rookery.example.toml");
+        let c = Config::parse(text, "rookery.example.toml", []).unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
     fn bad_env_key_is_an_error() {
         let err =
             Config::parse("", "f", [("ROOKERY_LIMITS__NOPE".into(), "1".into())]).unwrap_err();
