@@ -466,3 +466,122 @@ async fn direct_tls_with_alpn() {
     assert!(got.contains("SCRAM-SHA-256-PLUS"), "{got}");
     assert!(got.contains("PLAIN"), "{got}");
 }
+
+#[tokio::test]
+async fn silent_clients_are_pinged_then_dropped() {
+    let s = TestServer::start_with(|c| {
+        c.limits.ping_interval_seconds = 1;
+        c.limits.ping_timeout_seconds = 1;
+    })
+    .await;
+    s.add_user("alice", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let ping = alice
+        .recv_until(|e| e.has_child("ping", "urn:xmpp:ping"))
+        .await;
+    assert_eq!(ping.attr("type"), Some("get"));
+    assert_eq!(ping.attr("from"), Some("localhost"));
+    // Answering keeps the session; the next ping goes unanswered.
+    alice
+        .send(&format!(
+            "<iq type='result' id='{}' to='localhost'/>",
+            ping.attr("id").unwrap()
+        ))
+        .await;
+    alice
+        .recv_until(|e| e.has_child("ping", "urn:xmpp:ping"))
+        .await;
+    loop {
+        match alice.event().await {
+            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                assert!(el.has_child("connection-timeout", ns::STREAMS_ERR));
+                break;
+            }
+            StreamEvent::Close => panic!("closed without connection-timeout"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn services_answer_on_the_server_and_accounts() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let info = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").unwrap())
+        .await;
+    let q = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let features: Vec<String> = q
+        .children()
+        .filter_map(|f| f.attr("var").map(str::to_string))
+        .collect();
+    for f in [
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+        "vcard-temp",
+        "jabber:iq:last",
+        "urn:xmpp:time",
+        "jabber:iq:private",
+    ] {
+        assert!(
+            features.iter().any(|x| x == f),
+            "{f} missing from {features:?}"
+        );
+    }
+    let v = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='v' to='localhost'><query xmlns='jabber:iq:version'/></iq>").unwrap())
+        .await;
+    let q = v.get_child("query", "jabber:iq:version").unwrap();
+    assert_eq!(
+        q.child_text("name", "jabber:iq:version").as_deref(),
+        Some("Rookery")
+    );
+    assert!(!q.has_child("os", "jabber:iq:version"));
+    let t = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='t' to='localhost'><time xmlns='urn:xmpp:time'/></iq>").unwrap())
+        .await;
+    assert!(t
+        .get_child("time", "urn:xmpp:time")
+        .unwrap()
+        .child_text("utc", "urn:xmpp:time")
+        .unwrap()
+        .ends_with('Z'));
+    // Private storage round trip, invisible to others.
+    let set = "<iq xmlns='jabber:client' type='set' id='p1'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'><theme>dark</theme></prefs></query></iq>";
+    assert_eq!(
+        alice.iq(Element::parse(set).unwrap()).await.attr("type"),
+        Some("result")
+    );
+    let got = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='p2'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>").unwrap())
+        .await;
+    let prefs = got
+        .get_child("query", "jabber:iq:private")
+        .unwrap()
+        .get_child("prefs", "urn:example:prefs")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        prefs.child_text("theme", "urn:example:prefs").as_deref(),
+        Some("dark")
+    );
+    // Unknown payloads get service-unavailable.
+    let e = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='u' to='localhost'><nope xmlns='urn:nope'/></iq>").unwrap())
+        .await;
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+}
+
+#[tokio::test]
+async fn version_can_be_switched_off() {
+    let s = TestServer::start_with(|c| c.modules.disabled = vec!["version".into()]).await;
+    s.add_user("alice", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let e = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='v' to='localhost'><query xmlns='jabber:iq:version'/></iq>").unwrap())
+        .await;
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+}

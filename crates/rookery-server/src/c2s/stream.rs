@@ -290,10 +290,11 @@ async fn negotiate(
 }
 
 fn unexpected(el: &Element, default: &'static str) -> End {
-    if stanza::kind(el).is_none() && matches!(el.name(), "message" | "presence" | "iq") {
+    let stanza_name = matches!(el.name(), "message" | "presence" | "iq");
+    if stanza_name && el.ns() != ns::CLIENT {
         return End::Error("invalid-namespace", None);
     }
-    if stanza::kind(el).is_none() {
+    if !stanza_name {
         return End::Error("unsupported-stanza-type", None);
     }
     End::Error(default, None)

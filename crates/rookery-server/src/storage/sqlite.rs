@@ -296,20 +296,25 @@ impl OfflineStore for SqliteStorage {
     }
 
     async fn take_offline(&self, user: &BareJid) -> StorageResult<Vec<String>> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT stanza FROM offline_messages WHERE user = ? ORDER BY id")
+        // Most logins find nothing: a read first keeps them off the write lock.
+        let any: bool =
+            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM offline_messages WHERE user = ?)")
                 .bind(user.as_str())
-                .fetch_all(&mut *tx)
+                .fetch_one(&self.pool)
                 .await
                 .map_err(err)?;
-        sqlx::query("DELETE FROM offline_messages WHERE user = ?")
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        Ok(rows)
+        if !any {
+            return Ok(Vec::new());
+        }
+        // One statement, so no read-to-write lock upgrade can fail under concurrency.
+        let mut rows: Vec<(i64, String)> =
+            sqlx::query_as("DELETE FROM offline_messages WHERE user = ? RETURNING id, stanza")
+                .bind(user.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.sort_by_key(|(id, _)| *id);
+        Ok(rows.into_iter().map(|(_, s)| s).collect())
     }
 
     async fn count_offline(&self, user: &BareJid) -> StorageResult<usize> {
