@@ -222,6 +222,19 @@ pub enum ConfigError {
 /// `limits.max_stanza_bytes`; `__` separates levels, values are TOML (a bare word is a string).
 pub const ENV_PREFIX: &str = "ROOKERY_";
 
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "hosts",
+    "data_dir",
+    "storage",
+    "admins",
+    "listen",
+    "tls",
+    "limits",
+    "registration",
+    "http",
+    "modules",
+];
+
 impl Config {
     /// Parses a config file's text, then applies environment overrides from `env`.
     pub fn parse(
@@ -243,10 +256,12 @@ impl Config {
             let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if rest == "CONFIG" || rest == "LOG" {
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            // Only variables naming a config section or key are overrides; others (ROOKERY_LOG,
+            // ROOKERY_CONFIG, ROOKERY_WEB_ROOT, a test harness's own) are not ours to judge.
+            if !TOP_LEVEL_KEYS.contains(&path[0].as_str()) {
                 continue;
             }
-            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
             let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {v}"))
                 .ok()
                 .and_then(|mut t| t.remove("v"))
@@ -364,6 +379,7 @@ mod tests {
                 ),
                 ("ROOKERY_DATA_DIR".to_string(), "/tmp/x".to_string()),
                 ("OTHER".to_string(), "1".to_string()),
+                ("ROOKERY_BIN".to_string(), "/x/rookery".to_string()),
             ],
         )
         .unwrap();

@@ -81,11 +81,7 @@ impl StanzaError {
             .with_opt_attr("by", by)
             .with_child(Element::new(self.condition, ns::STANZAS_ERR));
         if let Some(t) = &self.text {
-            e.push_child(
-                Element::new("text", ns::STANZAS_ERR)
-                    .with_attr("xml:lang", "en")
-                    .with_text(t.clone()),
-            );
+            e.push_child(Element::new("text", ns::STANZAS_ERR).with_text(t.clone()));
         }
         if let Some(x) = &self.extra {
             e.push_child((**x).clone());

@@ -139,6 +139,7 @@ async fn broadcast_available(server: &Server, origin: &SessionHandle, mut el: El
         st.available = true;
         st.priority = priority;
         st.last = Some(el.clone());
+        st.last_at = Some(chrono::Utc::now());
         initial
     };
     let user = origin.bare();
@@ -166,8 +167,7 @@ async fn broadcast_available(server: &Server, origin: &SessionHandle, mut el: El
     }
     for s in server.sessions.resources(&user) {
         if s.id != origin.id {
-            if let Some(p) = s.state.lock().unwrap().last.clone() {
-                let mut p = p;
+            if let Some(mut p) = s.stamped_presence() {
                 p.set_attr("to", origin.jid.to_string());
                 let _ = origin.deliver(p);
             }
@@ -209,8 +209,7 @@ async fn answer_probe(server: &Server, contact: &BareJid, origin: &SessionHandle
         return;
     }
     for s in server.sessions.resources(contact) {
-        let last = s.state.lock().unwrap().last.clone();
-        if let Some(mut p) = last {
+        if let Some(mut p) = s.stamped_presence() {
             p.set_attr("to", origin.jid.to_string());
             let _ = origin.deliver(p);
         }
@@ -256,7 +255,7 @@ pub async fn broadcast_unavailable(server: &Server, origin: &SessionHandle, el: 
 
 /// Sends the current presence of each available resource of `user` to `contact` (after a new
 /// subscription is approved), or unavailable from each (after one is cancelled).
-async fn send_current_presence(
+pub async fn send_current_presence(
     server: &Server,
     user: &BareJid,
     contact: &BareJid,
@@ -264,7 +263,7 @@ async fn send_current_presence(
 ) {
     for s in server.sessions.resources(user) {
         let p = if available {
-            s.state.lock().unwrap().last.clone()
+            s.stamped_presence()
         } else if s.is_available() {
             Some(
                 Element::new("presence", ns::CLIENT)
@@ -362,6 +361,14 @@ async fn outbound_subscription(
     if ptype == "subscribed" && forward {
         deliver_subscription(server, el, &contact).await;
         send_current_presence(server, user, &contact, true).await;
+        // Now mutual: probe the contact, so the user sees its presence too (Prosody #1121).
+        if item.subscription.has_to() {
+            for c in server.sessions.resources(&contact) {
+                if let Some(p) = c.stamped_presence() {
+                    send_to_contact(server, user.as_str(), &p).await;
+                }
+            }
+        }
         return;
     }
     if forward {

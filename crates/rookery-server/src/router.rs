@@ -42,6 +42,9 @@ pub async fn route_from_client(server: &Server, origin: &SessionHandle, el: Elem
             }
         },
     };
+    if to.is_some() && !admit_outbound(server, &origin.bare(), &el).await {
+        return;
+    }
     match stanza::kind(&el) {
         Some(Kind::Presence) => presence::outbound(server, origin, el, to).await,
         Some(Kind::Iq) => {
@@ -50,9 +53,51 @@ pub async fn route_from_client(server: &Server, origin: &SessionHandle, el: Elem
         }
         Some(Kind::Message) => {
             let to = to.unwrap_or_else(|| Jid::from(origin.bare()));
-            route_message(server, el, to).await
+            let copy = (!server.modules.stanza_hooks.is_empty()).then(|| el.clone());
+            route_message(server, el, to).await;
+            if let Some(copy) = copy {
+                for h in &server.modules.stanza_hooks {
+                    h.message_sent(server, origin, &copy).await;
+                }
+            }
         }
         None => {}
+    }
+}
+
+/// Runs the outbound filters for a stanza local `user` sends; false when it must not go on.
+pub async fn admit_outbound(server: &Server, user: &BareJid, el: &Element) -> bool {
+    for h in &server.modules.stanza_hooks {
+        match h.outbound(server, user, el).await {
+            crate::modules::Verdict::Pass => {}
+            crate::modules::Verdict::Drop => return false,
+            crate::modules::Verdict::Bounce(e) => {
+                bounce(server, el, e);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Runs the inbound filters for a stanza about to reach local `user`.
+pub async fn admit_inbound(server: &Server, user: &BareJid, el: &Element) -> bool {
+    for h in &server.modules.stanza_hooks {
+        match h.inbound(server, user, el).await {
+            crate::modules::Verdict::Pass => {}
+            crate::modules::Verdict::Drop => return false,
+            crate::modules::Verdict::Bounce(e) => {
+                bounce(server, el, e);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn delivered(server: &Server, user: &BareJid, el: &Element, sessions: &[u64]) {
+    for h in &server.modules.stanza_hooks {
+        h.message_delivered(server, user, el, sessions).await;
     }
 }
 
@@ -141,9 +186,15 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
                 bounce(server, &el, StanzaError::service_unavailable());
                 return;
             }
+            if !is_self && !admit_inbound(server, &b, &el).await {
+                return;
+            }
             Target::Account(b)
         }
         Dest::Full(f) => {
+            if !admit_inbound(server, &f.to_bare(), &el).await {
+                return;
+            }
             match server.sessions.get(&f) {
                 Some(s) => {
                     if !send_to_session(server, &s, el.clone()) {
@@ -215,7 +266,12 @@ async fn route_message(server: &Server, el: Element, to: Jid) {
         Dest::Remote(_) => bounce(server, &el, StanzaError::remote_server_not_found()),
         Dest::Full(full) => match server.sessions.get(&full) {
             Some(s) => {
-                if !send_to_session(server, &s, el.clone()) {
+                if !admit_inbound(server, &full.to_bare(), &el).await {
+                    return;
+                }
+                if send_to_session(server, &s, el.clone()) {
+                    delivered(server, &full.to_bare(), &el, &[s.id]).await;
+                } else {
                     bounce(server, &el, StanzaError::resource_constraint());
                 }
             }
@@ -237,6 +293,9 @@ async fn message_to_bare(server: &Server, el: Element, user: BareJid) {
         bounce(server, &el, StanzaError::service_unavailable());
         return;
     }
+    if !admit_inbound(server, &user, &el).await {
+        return;
+    }
     let sessions: Vec<SessionHandle> = server
         .sessions
         .resources(&user)
@@ -250,11 +309,14 @@ async fn message_to_bare(server: &Server, el: Element, user: BareJid) {
             let top = sessions.iter().map(|s| s.priority()).max().unwrap_or(0);
             sessions.iter().filter(|s| s.priority() == top).collect()
         };
-        let mut delivered = false;
+        let mut got = Vec::new();
         for s in targets {
-            delivered |= send_to_session(server, s, el.clone());
+            if send_to_session(server, s, el.clone()) {
+                got.push(s.id);
+            }
         }
-        if delivered {
+        if !got.is_empty() {
+            delivered(server, &user, &el, &got).await;
             return;
         }
     }

@@ -27,6 +27,12 @@ pub struct PresenceState {
     pub priority: i8,
     /// Last broadcast presence, stamped with the session's full JID.
     pub last: Option<Element>,
+    /// When `last` was sent, for the XEP-0203 stamp on later copies.
+    pub last_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Message carbons enabled (XEP-0280).
+    pub carbons: bool,
+    /// Asked for the blocklist, so receives its pushes (XEP-0191 §3.3).
+    pub blocklist_interested: bool,
     /// Requested the roster, so receives roster pushes (RFC 6121 §2.1.6).
     pub interested: bool,
     /// JIDs that received directed presence and must get unavailable at the end (§4.6).
@@ -81,6 +87,23 @@ impl SessionHandle {
 
     pub fn priority(&self) -> i8 {
         self.state.lock().unwrap().priority
+    }
+
+    /// The last broadcast presence with a XEP-0203 stamp of when it was sent: what a probe or a
+    /// new subscriber gets.
+    pub fn stamped_presence(&self) -> Option<Element> {
+        let st = self.state.lock().unwrap();
+        let mut p = st.last.clone()?;
+        if let Some(at) = st.last_at {
+            if !p.has_child("delay", "urn:xmpp:delay") {
+                let stamp = at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+                p.push_child(rookery_core::stanza::delay(
+                    self.jid.domain().as_str(),
+                    &stamp,
+                ));
+            }
+        }
+        Some(p)
     }
 }
 

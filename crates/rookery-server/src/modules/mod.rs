@@ -9,6 +9,8 @@ use rookery_core::{BareJid, Element, Jid};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod blocking;
+pub mod carbons;
 pub mod disco;
 pub mod last;
 pub mod ping;
@@ -92,6 +94,39 @@ pub trait SessionHook: Send + Sync {
     async fn on_user_deleted(&self, _server: &Server, _user: &BareJid) {}
 }
 
+/// What a stanza hook decides.
+pub enum Verdict {
+    Pass,
+    /// Drop silently.
+    Drop,
+    /// Refuse with this error to the sender.
+    Bounce(StanzaError),
+}
+
+/// Hooks on the routing path: filters that may refuse a stanza, and observers of messages.
+#[async_trait]
+pub trait StanzaHook: Send + Sync {
+    /// `user` (local) sends `el`. May refuse it.
+    async fn outbound(&self, _server: &Server, _user: &BareJid, _el: &Element) -> Verdict {
+        Verdict::Pass
+    }
+    /// `el` is about to reach local `user`. May refuse it.
+    async fn inbound(&self, _server: &Server, _user: &BareJid, _el: &Element) -> Verdict {
+        Verdict::Pass
+    }
+    /// A message a local client sent was routed.
+    async fn message_sent(&self, _server: &Server, _origin: &SessionHandle, _el: &Element) {}
+    /// A message was delivered to these sessions (ids) of `user`.
+    async fn message_delivered(
+        &self,
+        _server: &Server,
+        _user: &BareJid,
+        _el: &Element,
+        _sessions: &[u64],
+    ) {
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum On {
     Server,
@@ -110,6 +145,7 @@ pub struct Registry {
     /// Features offered after authentication (`<ver/>`, `<sub/>`...).
     pub stream_features: Vec<Element>,
     pub hooks: Vec<Arc<dyn SessionHook>>,
+    pub stanza_hooks: Vec<Arc<dyn StanzaHook>>,
 }
 
 impl Registry {
@@ -130,6 +166,10 @@ impl Registry {
 
     pub fn hook(&mut self, h: Arc<dyn SessionHook>) {
         self.hooks.push(h);
+    }
+
+    pub fn stanza_hook(&mut self, h: Arc<dyn StanzaHook>) {
+        self.stanza_hooks.push(h);
     }
 
     pub fn find_iq(&self, payload: &Element, target: &Target) -> Option<Arc<dyn IqHandler>> {
@@ -171,5 +211,7 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         Arc::new(vcard::VCard),
         Arc::new(private::Private),
         Arc::new(register::Register),
+        Arc::new(carbons::Carbons),
+        Arc::new(blocking::Blocking::default()),
     ]
 }

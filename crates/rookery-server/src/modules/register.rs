@@ -18,7 +18,7 @@ impl Module for Register {
         "register"
     }
     fn register(self: Arc<Self>, reg: &mut Registry) {
-        reg.iq(NS, "query", On::Server, self);
+        reg.iq(NS, "query", On::Both, self);
         reg.server_feature(NS);
     }
 }
@@ -91,6 +91,9 @@ pub async fn handle_unauthenticated(server: &Server, host: &str, iq: &Element) -
 #[async_trait]
 impl IqHandler for Register {
     async fn handle_iq(&self, server: &Server, req: IqRequest) -> IqResult {
+        if matches!(req.target, super::Target::Account(_)) && !req.is_self() {
+            return Err(StanzaError::service_unavailable());
+        }
         let user: BareJid = req.from.to_bare();
         let q = req.payload();
         match req.kind {
