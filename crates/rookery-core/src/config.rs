@@ -181,6 +181,38 @@ pub struct ModulesConfig {
     pub disabled: Vec<String>,
     pub version: VersionOptions,
     pub disco: DiscoOptions,
+    pub muc: MucOptions,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MucOptions {
+    /// The service lives at `<subdomain>.<host>` for every host.
+    pub subdomain: String,
+    /// Service name in discovery.
+    pub name: String,
+    /// Who may create rooms: `anyone`, `local` (accounts of this server) or `admins`.
+    pub room_creation: String,
+    /// New rooms stay locked until their owner configures them (XEP-0045 §10.1).
+    pub lock_new_rooms: bool,
+    pub persistent_by_default: bool,
+    /// Messages of history kept per room and sent on join (at most).
+    pub history_length: usize,
+    pub max_occupants: usize,
+}
+
+impl Default for MucOptions {
+    fn default() -> Self {
+        MucOptions {
+            subdomain: "conference".into(),
+            name: "Chatrooms".into(),
+            room_creation: "local".into(),
+            lock_new_rooms: true,
+            persistent_by_default: false,
+            history_length: 20,
+            max_occupants: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

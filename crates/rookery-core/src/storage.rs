@@ -148,6 +148,8 @@ pub trait KeyValueStore: Send + Sync {
         key: &str,
         value: Option<&str>,
     ) -> StorageResult<()>;
+    /// Every (owner, key, value) of one store: how services find their persistent state at start.
+    async fn kv_all(&self, store: &str) -> StorageResult<Vec<(String, String, String)>>;
 }
 
 /// Everything a backend provides.

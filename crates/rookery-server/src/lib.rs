@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod c2s;
+pub mod forms;
 pub mod http;
 pub mod modules;
 pub mod presence;
@@ -102,6 +103,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
+    let mut started: Vec<*const ()> = Vec::new();
+    for svc in server.modules.services.values() {
+        // One module may serve several domains; start it once.
+        let key = Arc::as_ptr(svc) as *const ();
+        if !started.contains(&key) {
+            started.push(key);
+            svc.start(&server).await;
+        }
+    }
     let mut listeners = JoinSet::new();
     let mut c2s = Vec::new();
     let mut direct = Vec::new();

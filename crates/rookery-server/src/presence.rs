@@ -92,6 +92,10 @@ pub fn inbound<'a>(
 
 async fn inbound_inner(server: &Server, el: Element, to: Jid) {
     let ptype = presence_type(&el).to_string();
+    if let Dest::Service(d) = classify(server, &to) {
+        router::to_service(server, &d, el).await;
+        return;
+    }
     let target = match classify(server, &to) {
         Dest::Bare(b) => b,
         Dest::Full(f) => {

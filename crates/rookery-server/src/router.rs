@@ -13,12 +13,17 @@ pub enum Dest {
     Server(String),
     Bare(BareJid),
     Full(FullJid),
+    /// A service domain (MUC...).
+    Service(String),
     Remote(String),
 }
 
 pub fn classify(server: &Server, jid: &Jid) -> Dest {
     let domain = jid.domain().as_str();
     if !server.config.is_local_host(domain) {
+        if server.modules.services.contains_key(domain) {
+            return Dest::Service(domain.to_string());
+        }
         return Dest::Remote(domain.to_string());
     }
     if jid.node().is_none() {
@@ -155,9 +160,13 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
         Some("get") => IqType::Get,
         Some("set") => IqType::Set,
         Some("result") | Some("error") => {
-            // Answers to the server (pings, roster push acks) end here; others go to a session.
-            if let Dest::Full(_) = classify(server, &to) {
-                deliver_to_full(server, el);
+            // Answers to the server (pings, roster push acks) end here; others go on.
+            match classify(server, &to) {
+                Dest::Full(_) => {
+                    deliver_to_full(server, el);
+                }
+                Dest::Service(d) => to_service(server, &d, el).await,
+                _ => {}
             }
             return;
         }
@@ -209,6 +218,10 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
             bounce(server, &el, StanzaError::remote_server_not_found());
             return;
         }
+        Dest::Service(d) => {
+            to_service(server, &d, el).await;
+            return;
+        }
     };
     let payload = el.children().next().expect("checked above");
     let Some(handler) = server.modules.find_iq(payload, &target) else {
@@ -239,6 +252,13 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
     }
 }
 
+/// Hands a stanza to the service that owns domain `d`.
+pub async fn to_service(server: &Server, d: &str, el: Element) {
+    if let Some(svc) = server.modules.services.get(d).cloned() {
+        svc.handle(server, el).await;
+    }
+}
+
 /// The empty result for an IQ a local client sent (no `from` when it addressed no one).
 pub fn result_for(iq: &Element) -> Element {
     let mut reply = stanza::iq_result(iq);
@@ -264,6 +284,7 @@ async fn route_message(server: &Server, el: Element, to: Jid) {
             }
         }
         Dest::Remote(_) => bounce(server, &el, StanzaError::remote_server_not_found()),
+        Dest::Service(d) => to_service(server, &d, el).await,
         Dest::Full(full) => match server.sessions.get(&full) {
             Some(s) => {
                 if !admit_inbound(server, &full.to_bare(), &el).await {

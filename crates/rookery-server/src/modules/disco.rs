@@ -38,7 +38,18 @@ impl IqHandler for Disco {
         let node = payload.attr("node").map(str::to_string);
         if payload.ns() == ITEMS {
             let mut q = Element::new("query", ITEMS).with_opt_attr("node", node.clone());
-            if let (Target::Server(_), None) = (&req.target, &node) {
+            if let (Target::Server(domain), None) = (&req.target, &node) {
+                let suffix = format!(".{domain}");
+                let mut services: Vec<&String> = server
+                    .modules
+                    .services
+                    .keys()
+                    .filter(|d| d.ends_with(&suffix))
+                    .collect();
+                services.sort();
+                for d in services {
+                    q.push_child(Element::new("item", ITEMS).with_attr("jid", d.clone()));
+                }
                 for i in &self.extra_items {
                     q.push_child(Element::new("item", ITEMS).with_attr("jid", i.clone()));
                 }

@@ -13,6 +13,7 @@ pub mod blocking;
 pub mod carbons;
 pub mod disco;
 pub mod last;
+pub mod muc;
 pub mod ping;
 pub mod private;
 pub mod register;
@@ -94,6 +95,15 @@ pub trait SessionHook: Send + Sync {
     async fn on_user_deleted(&self, _server: &Server, _user: &BareJid) {}
 }
 
+/// A service on a domain of its own (MUC, later pubsub and components): it receives every
+/// stanza addressed to that domain or a JID in it.
+#[async_trait]
+pub trait Service: Send + Sync {
+    /// Called once at start, e.g. to load persistent state.
+    async fn start(&self, _server: &Server) {}
+    async fn handle(&self, server: &Server, el: Element);
+}
+
 /// What a stanza hook decides.
 pub enum Verdict {
     Pass,
@@ -146,6 +156,8 @@ pub struct Registry {
     pub stream_features: Vec<Element>,
     pub hooks: Vec<Arc<dyn SessionHook>>,
     pub stanza_hooks: Vec<Arc<dyn StanzaHook>>,
+    /// Services by domain.
+    pub services: HashMap<String, Arc<dyn Service>>,
 }
 
 impl Registry {
@@ -170,6 +182,10 @@ impl Registry {
 
     pub fn stanza_hook(&mut self, h: Arc<dyn StanzaHook>) {
         self.stanza_hooks.push(h);
+    }
+
+    pub fn service(&mut self, domain: &str, s: Arc<dyn Service>) {
+        self.services.insert(domain.to_string(), s);
     }
 
     pub fn find_iq(&self, payload: &Element, target: &Target) -> Option<Arc<dyn IqHandler>> {
@@ -213,5 +229,6 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         Arc::new(register::Register),
         Arc::new(carbons::Carbons),
         Arc::new(blocking::Blocking::default()),
+        Arc::new(muc::Muc::new(&config.hosts, config.modules.muc.clone())),
     ]
 }

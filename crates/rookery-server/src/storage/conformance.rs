@@ -97,6 +97,23 @@ pub async fn run(s: &dyn Storage) {
         Some("<vCard><FN/></vCard>")
     );
     assert_eq!(s.kv_get(&bob, "vcard", "").await.unwrap(), None);
+    s.kv_set(&bob, "vcard", "x", Some("b")).await.unwrap();
+    assert_eq!(
+        s.kv_all("vcard").await.unwrap(),
+        vec![
+            (
+                "alice@example.test".to_string(),
+                String::new(),
+                "<vCard><FN/></vCard>".to_string()
+            ),
+            (
+                "bob@example.test".to_string(),
+                "x".to_string(),
+                "b".to_string()
+            ),
+        ]
+    );
+    s.kv_set(&bob, "vcard", "x", None).await.unwrap();
     s.kv_set(&alice, "vcard", "", None).await.unwrap();
     assert_eq!(s.kv_get(&alice, "vcard", "").await.unwrap(), None);
 

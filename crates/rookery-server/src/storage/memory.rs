@@ -201,6 +201,17 @@ impl KeyValueStore for MemoryStorage {
         }
         Ok(())
     }
+
+    async fn kv_all(&self, store: &str) -> StorageResult<Vec<(String, String, String)>> {
+        let g = self.inner.lock().unwrap();
+        let mut all: Vec<(String, String, String)> =
+            g.kv.iter()
+                .filter(|((_, s, _), _)| s == store)
+                .map(|((u, _, k), v)| (u.clone(), k.clone(), v.clone()))
+                .collect();
+        all.sort();
+        Ok(all)
+    }
 }
 
 #[cfg(test)]

@@ -373,6 +373,14 @@ impl KeyValueStore for SqliteStorage {
         };
         Ok(())
     }
+
+    async fn kv_all(&self, store: &str) -> StorageResult<Vec<(String, String, String)>> {
+        sqlx::query_as("SELECT user, key, value FROM user_data WHERE store = ? ORDER BY user, key")
+            .bind(store)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)
+    }
 }
 
 #[cfg(test)]

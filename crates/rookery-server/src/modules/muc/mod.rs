@@ -1,0 +1,295 @@
+//! XEP-0045 Multi-User Chat service at `conference.<host>`: routes stanzas to rooms, keeps
+//! persistent rooms in storage, answers service discovery. Room rules live in `room`.
+
+pub mod room;
+
+use super::{Module, Registry, Service};
+use crate::Server;
+use async_trait::async_trait;
+use dashmap::DashMap;
+use rookery_core::config::MucOptions;
+use rookery_core::stanza::{self, StanzaError};
+use rookery_core::{BareJid, Element, FullJid, Jid};
+use room::{Affiliation, Room, Saved};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+const STORE: &str = "muc_room";
+const INFO: &str = "http://jabber.org/protocol/disco#info";
+const ITEMS: &str = "http://jabber.org/protocol/disco#items";
+
+pub struct Muc {
+    /// Service domains this module answers for.
+    pub domains: Vec<String>,
+    pub options: MucOptions,
+    rooms: DashMap<BareJid, Arc<Mutex<Room>>>,
+}
+
+impl Muc {
+    pub fn new(hosts: &[String], options: MucOptions) -> Muc {
+        Muc {
+            domains: hosts
+                .iter()
+                .map(|h| format!("{}.{}", options.subdomain, h))
+                .collect(),
+            options,
+            rooms: DashMap::new(),
+        }
+    }
+}
+
+impl Module for Muc {
+    fn name(&self) -> &'static str {
+        "muc"
+    }
+    fn register(self: Arc<Self>, reg: &mut Registry) {
+        for d in &self.domains {
+            reg.service(d, self.clone());
+        }
+    }
+}
+
+fn reply(el: &Element, payload: Option<Element>) -> Element {
+    let mut r = stanza::iq_result(el);
+    if let Some(p) = payload {
+        r.push_child(p);
+    }
+    r
+}
+
+impl Muc {
+    fn defaults(&self) -> room::Config {
+        room::Config {
+            persistent: self.options.persistent_by_default,
+            history_length: self.options.history_length,
+            max_users: self.options.max_occupants,
+            ..room::Config::default()
+        }
+    }
+
+    async fn service_iq(&self, server: &Server, el: &Element, domain: &str) -> Element {
+        let Some(payload) = el.children().next() else {
+            return stanza::error_reply(el, &StanzaError::bad_request());
+        };
+        if el.attr("type") != Some("get") {
+            return stanza::error_reply(el, &StanzaError::service_unavailable());
+        }
+        match (payload.ns(), payload.name()) {
+            (INFO, "query") if payload.attr("node").is_none() => {
+                let mut q = Element::new("query", INFO).with_child(
+                    Element::new("identity", INFO)
+                        .with_attr("category", "conference")
+                        .with_attr("type", "text")
+                        .with_attr("name", self.options.name.clone()),
+                );
+                for f in [INFO, ITEMS, room::MUC, room::OCCUPANT_ID, "urn:xmpp:ping"] {
+                    q.push_child(Element::new("feature", INFO).with_attr("var", f));
+                }
+                reply(el, Some(q))
+            }
+            (ITEMS, "query") => {
+                let mut q = Element::new("query", ITEMS);
+                let rooms: Vec<Arc<Mutex<Room>>> = self
+                    .rooms
+                    .iter()
+                    .filter(|r| r.key().domain().as_str() == domain)
+                    .map(|r| r.value().clone())
+                    .collect();
+                for r in rooms {
+                    let r = r.lock().await;
+                    if r.config.public && !r.locked {
+                        let name = if r.config.name.is_empty() {
+                            r.jid.node().map(|n| n.to_string()).unwrap_or_default()
+                        } else {
+                            r.config.name.clone()
+                        };
+                        q.push_child(
+                            Element::new("item", ITEMS)
+                                .with_attr("jid", r.jid.to_string())
+                                .with_attr("name", name),
+                        );
+                    }
+                }
+                reply(el, Some(q))
+            }
+            (_, "ping") => reply(el, None),
+            _ => {
+                let _ = server;
+                stanza::error_reply(el, &StanzaError::service_unavailable())
+            }
+        }
+    }
+
+    async fn save(&self, server: &Server, room: &mut Room) {
+        if !room.dirty {
+            return;
+        }
+        room.dirty = false;
+        let value = if room.config.persistent && !room.destroyed {
+            Some(serde_json::to_string(&room.saved()).expect("room state serialises"))
+        } else {
+            None
+        };
+        if let Err(e) = server
+            .storage
+            .kv_set(&room.jid, STORE, "", value.as_deref())
+            .await
+        {
+            tracing::error!(%e, room = %room.jid, "saving room failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Service for Muc {
+    async fn start(&self, server: &Server) {
+        match server.storage.kv_all(STORE).await {
+            Ok(all) => {
+                for (jid, _, value) in all {
+                    let (Ok(jid), Ok(saved)) =
+                        (BareJid::new(&jid), serde_json::from_str::<Saved>(&value))
+                    else {
+                        continue;
+                    };
+                    if self.domains.iter().any(|d| d == jid.domain().as_str()) {
+                        self.rooms
+                            .insert(jid.clone(), Arc::new(Mutex::new(Room::restore(jid, saved))));
+                    }
+                }
+            }
+            Err(e) => tracing::error!(%e, "loading rooms failed"),
+        }
+    }
+
+    async fn handle(&self, server: &Server, el: Element) {
+        let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
+            return;
+        };
+        let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
+            return;
+        };
+        let domain = to.domain().to_string();
+        if to.node().is_none() {
+            if el.name() == "iq" && matches!(el.attr("type"), Some("get" | "set")) {
+                let r = self.service_iq(server, &el, &domain).await;
+                crate::router::deliver(server, r).await;
+            } else if el.name() != "presence" {
+                crate::router::bounce(server, &el, StanzaError::service_unavailable());
+            }
+            return;
+        }
+        // Occupants are sessions: anything else cannot take part.
+        let Ok(from) = from.try_into_full() else {
+            crate::router::bounce(
+                server,
+                &el,
+                StanzaError::bad_request().with_text("a full JID is needed"),
+            );
+            return;
+        };
+        let room_jid = to.to_bare();
+        let nick = to.resource().map(|r| r.to_string());
+        let existing = self.rooms.get(&room_jid).map(|r| r.clone());
+        let mut created = false;
+        let room = match existing {
+            Some(r) => r,
+            None => {
+                let joining =
+                    el.name() == "presence" && el.attr("type").is_none() && nick.is_some();
+                if !joining {
+                    if el.name() != "presence" {
+                        crate::router::bounce(server, &el, StanzaError::item_not_found());
+                    }
+                    return;
+                }
+                let local = server.config.is_local_host(from.domain().as_str());
+                let may_create = match self.options.room_creation.as_str() {
+                    "admins" => server
+                        .config
+                        .admins
+                        .iter()
+                        .any(|a| a == from.to_bare().as_str()),
+                    "local" => local,
+                    _ => true,
+                };
+                if !may_create {
+                    let mut e = stanza::error_reply(
+                        &el,
+                        &StanzaError::not_allowed().with_text("Room creation is restricted"),
+                    );
+                    e.set_attr("from", to.to_string());
+                    crate::router::deliver(server, e).await;
+                    return;
+                }
+                let mut r = Room::new(room_jid.clone(), self.defaults());
+                r.affiliations
+                    .insert(from.to_bare().to_string(), Affiliation::Owner);
+                r.locked = self.options.lock_new_rooms;
+                created = true;
+                let r = Arc::new(Mutex::new(r));
+                // Two creators racing: the first insert wins and the other joins it.
+                let entry = self
+                    .rooms
+                    .entry(room_jid.clone())
+                    .or_insert(r.clone())
+                    .clone();
+                if !Arc::ptr_eq(&entry, &r) {
+                    created = false;
+                }
+                entry
+            }
+        };
+        let mut room = room.lock().await;
+        let out = match (el.name(), &nick) {
+            ("presence", Some(n)) => room.presence(&from, n, &el, created),
+            // Presence to the room's bare JID concerns the sender's own occupancy.
+            ("presence", None) => match room.nick_of(&from) {
+                Some(n) => room.presence(&from, &n, &el, false),
+                None => vec![],
+            },
+            ("message", n) => room.message(&from, n.as_deref(), &el),
+            ("iq", None) => self.room_iq(&mut room, &from, &el),
+            ("iq", Some(n)) => {
+                // XEP-0410 self-ping; IQs to other occupants are not relayed.
+                let is_ping = el.has_child("ping", "urn:xmpp:ping");
+                if is_ping && room.is_joined_as(&from, n) {
+                    vec![reply(&el, None)]
+                } else if is_ping {
+                    vec![stanza::error_reply(&el, &StanzaError::not_acceptable())]
+                } else {
+                    vec![stanza::error_reply(
+                        &el,
+                        &StanzaError::service_unavailable(),
+                    )]
+                }
+            }
+            _ => vec![],
+        };
+        self.save(server, &mut room).await;
+        if room.destroyed {
+            self.rooms.remove(&room_jid);
+        }
+        drop(room);
+        for o in out {
+            crate::router::deliver(server, o).await;
+        }
+    }
+}
+
+impl Muc {
+    fn room_iq(&self, room: &mut Room, from: &FullJid, el: &Element) -> Vec<Element> {
+        let Some(payload) = el.children().next() else {
+            return vec![stanza::error_reply(el, &StanzaError::bad_request())];
+        };
+        let get = el.attr("type") == Some("get");
+        match (payload.ns(), payload.name(), get) {
+            (INFO, "query", true) if payload.attr("node").is_none() => {
+                vec![reply(el, Some(room.disco_info()))]
+            }
+            (ITEMS, "query", true) => vec![reply(el, Some(Element::new("query", ITEMS)))],
+            ("urn:xmpp:ping", "ping", true) => vec![reply(el, None)],
+            (room::OWNER, _, _) | (room::ADMIN, _, _) => room.iq(from, el),
+            _ => vec![stanza::error_reply(el, &StanzaError::service_unavailable())],
+        }
+    }
+}

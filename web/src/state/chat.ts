@@ -1,0 +1,127 @@
+// Chat state: 1:1 conversations, messages with delivery status, unread counts and chat states (pure reducer).
+
+export type Direction = 'in' | 'out';
+export type DeliveryStatus = 'sent' | 'delivered' | 'error';
+export type ChatStateName = 'active' | 'composing' | 'paused' | 'inactive' | 'gone';
+
+export interface ChatMessage {
+  id: string;
+  dir: Direction;
+  body: string;
+  /** Milliseconds since the epoch (the delay stamp for messages stored offline). */
+  time: number;
+  status: DeliveryStatus;
+  error?: string;
+}
+
+export interface Conversation {
+  jid: string;
+  messages: ChatMessage[];
+  unread: number;
+  /** The contact's last chat state (XEP-0085), null when none was received. */
+  theirState: ChatStateName | null;
+}
+
+export interface ChatState {
+  conversations: Record<string, Conversation>;
+  /** The bare JID of the open conversation. */
+  active: string | null;
+}
+
+export type ChatAction =
+  | { type: 'open'; jid: string }
+  | { type: 'close' }
+  | { type: 'incoming'; jid: string; id: string; body: string; time: number; seen: boolean }
+  | { type: 'outgoing'; jid: string; id: string; body: string; time: number }
+  | { type: 'receipt'; jid: string; id: string }
+  | { type: 'failed'; jid: string; id: string; error: string }
+  | { type: 'chat-state'; jid: string; state: ChatStateName }
+  | { type: 'seen'; jid: string };
+
+export const emptyChats: ChatState = { conversations: {}, active: null };
+
+function conv(state: ChatState, jid: string): Conversation {
+  return state.conversations[jid] ?? { jid, messages: [], unread: 0, theirState: null };
+}
+
+function put(state: ChatState, c: Conversation): ChatState {
+  return { ...state, conversations: { ...state.conversations, [c.jid]: c } };
+}
+
+function updateMessage(state: ChatState, jid: string, id: string, f: (m: ChatMessage) => ChatMessage): ChatState {
+  const c = state.conversations[jid];
+  if (!c) return state;
+  const i = c.messages.findIndex((m) => m.id === id && m.dir === 'out');
+  if (i < 0) return state;
+  const messages = c.messages.slice();
+  messages[i] = f(messages[i]);
+  return put(state, { ...c, messages });
+}
+
+export function chatReducer(state: ChatState, action: ChatAction): ChatState {
+  switch (action.type) {
+    case 'open': {
+      const c = conv(state, action.jid);
+      return { ...put(state, { ...c, unread: 0 }), active: action.jid };
+    }
+    case 'close':
+      return { ...state, active: null };
+    case 'incoming': {
+      const c = conv(state, action.jid);
+      if (action.id && c.messages.some((m) => m.dir === 'in' && m.id === action.id)) return state;
+      const msg: ChatMessage = { id: action.id, dir: 'in', body: action.body, time: action.time, status: 'delivered' };
+      // Keep messages in time order: a delayed (offline) message may be older than the last one.
+      const messages = c.messages.slice();
+      let i = messages.length;
+      while (i > 0 && messages[i - 1].time > msg.time) i--;
+      messages.splice(i, 0, msg);
+      return put(state, {
+        ...c,
+        messages,
+        unread: action.seen ? 0 : c.unread + 1,
+        // A message with a body ends "typing" (XEP-0085: it carries <active/> or nothing).
+        theirState: c.theirState === 'composing' || c.theirState === 'paused' ? 'active' : c.theirState,
+      });
+    }
+    case 'outgoing': {
+      const c = conv(state, action.jid);
+      const msg: ChatMessage = { id: action.id, dir: 'out', body: action.body, time: action.time, status: 'sent' };
+      return put(state, { ...c, messages: [...c.messages, msg] });
+    }
+    case 'receipt':
+      return updateMessage(state, action.jid, action.id, (m) =>
+        m.status === 'error' ? m : { ...m, status: 'delivered' },
+      );
+    case 'failed':
+      return updateMessage(state, action.jid, action.id, (m) => ({ ...m, status: 'error', error: action.error }));
+    case 'chat-state': {
+      const c = conv(state, action.jid);
+      return put(state, { ...c, theirState: action.state });
+    }
+    case 'seen': {
+      const c = state.conversations[action.jid];
+      if (!c || c.unread === 0) return state;
+      return put(state, { ...c, unread: 0 });
+    }
+  }
+}
+
+export function totalUnread(state: ChatState): number {
+  return Object.values(state.conversations).reduce((n, c) => n + c.unread, 0);
+}
+
+export function parseChatState(name: string): ChatStateName | null {
+  return ['active', 'composing', 'paused', 'inactive', 'gone'].includes(name) ? (name as ChatStateName) : null;
+}
+
+/** "14:05" today, "Mon 14:05" this week, else a short date and time. */
+export function formatTime(time: number, now: number = Date.now()): string {
+  const d = new Date(time);
+  const n = new Date(now);
+  const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  if (d.toDateString() === n.toDateString()) return hm;
+  if (now - time < 6 * 86400_000 && now >= time) {
+    return `${d.toLocaleDateString(undefined, { weekday: 'short' })} ${hm}`;
+  }
+  return `${d.toLocaleDateString(undefined, { day: 'numeric', month: 'short', year: 'numeric' })} ${hm}`;
+}

@@ -1,0 +1,155 @@
+// Conversation pane: message list with timestamps and delivery marks, typing indicator, and the composer.
+import { h } from './dom';
+import type { AppState } from '../store';
+import { formatTime, type ChatMessage } from '../state/chat';
+import { bestPresence, displayName, SHOW_LABELS } from '../state/roster';
+import { presenceDot } from './sidebar';
+
+export interface ConversationActions {
+  send(jid: string, body: string): void;
+  typing(jid: string, state: 'composing' | 'paused' | 'active'): void;
+  back(): void;
+}
+
+export interface ConversationView {
+  root: HTMLElement;
+  render(s: AppState): void;
+  focusComposer(): void;
+}
+
+const PAUSE_AFTER_MS = 5000;
+
+function messageItem(m: ChatMessage): HTMLElement {
+  const mark =
+    m.dir === 'out'
+      ? h(
+          'span',
+          {
+            class: 'receipt',
+            title: m.status === 'delivered' ? 'Delivered' : m.status === 'error' ? `Not delivered: ${m.error ?? ''}` : 'Sent',
+            'aria-label': m.status === 'delivered' ? 'Delivered' : m.status === 'error' ? 'Not delivered' : 'Sent',
+          },
+          m.status === 'delivered' ? '✓✓' : m.status === 'error' ? '⚠' : '✓',
+        )
+      : null;
+  return h(
+    'li',
+    { class: 'message', 'data-dir': m.dir, 'data-status': m.status, 'data-id': m.id },
+    h('div', { class: 'bubble' }, h('p', { class: 'body' }, m.body)),
+    h(
+      'div',
+      { class: 'meta' },
+      h('time', { datetime: new Date(m.time).toISOString(), title: new Date(m.time).toLocaleString() }, formatTime(m.time)),
+      mark,
+      m.status === 'error' && m.error ? h('span', { class: 'error-text' }, m.error) : null,
+    ),
+  );
+}
+
+export function conversationView(actions: ConversationActions): ConversationView {
+  const back = h('button', { type: 'button', id: 'chat-back', class: 'ghost back', 'aria-label': 'Back to contacts', onclick: () => actions.back() }, '←');
+  const title = h('h2', { id: 'chat-title', class: 'chat-title' });
+  const sub = h('div', { id: 'chat-subtitle', class: 'chat-subtitle' });
+  const dot = h('span', { class: 'chat-presence' });
+  const typing = h('p', { id: 'typing', class: 'typing', 'aria-live': 'polite' });
+  const list = h('ol', { id: 'messages', class: 'messages', 'aria-label': 'Messages', tabindex: 0 });
+  const composer = h('textarea', { id: 'composer', rows: 1, placeholder: 'Write a message…', 'aria-label': 'Message', enterkeyhint: 'send' });
+  const send = h('button', { type: 'submit', id: 'send', class: 'primary' }, 'Send');
+  // File upload and other composer tools slot in before the text field.
+  const form = h('form', { id: 'composer-form', class: 'composer' }, composer, send);
+  const empty = h('div', { id: 'no-chat', class: 'no-chat' }, h('p', {}, 'Choose a contact to start chatting.'));
+  const pane = h(
+    'section',
+    { id: 'chat', class: 'chat', hidden: true, 'aria-labelledby': 'chat-title' },
+    h('header', { class: 'chat-header' }, back, h('div', { class: 'chat-heading' }, h('div', { class: 'title-row' }, dot, title), sub)),
+    list,
+    typing,
+    form,
+  );
+  const root = h('main', { id: 'main', class: 'main' }, empty, pane);
+
+  let active: string | null = null;
+  let composing = false;
+  let pauseTimer: ReturnType<typeof setTimeout> | null = null;
+  let renderedCount = -1;
+  let renderedFor: string | null = null;
+  let renderedKey = '';
+
+  const stopTyping = (state: 'paused' | 'active') => {
+    if (pauseTimer) clearTimeout(pauseTimer);
+    pauseTimer = null;
+    if (composing && active) actions.typing(active, state);
+    composing = false;
+  };
+
+  composer.addEventListener('input', () => {
+    if (!active) return;
+    composer.style.height = 'auto';
+    composer.style.height = `${Math.min(composer.scrollHeight, 160)}px`;
+    if (!composer.value) return stopTyping('active');
+    if (!composing) {
+      composing = true;
+      actions.typing(active, 'composing');
+    }
+    if (pauseTimer) clearTimeout(pauseTimer);
+    pauseTimer = setTimeout(() => stopTyping('paused'), PAUSE_AFTER_MS);
+  });
+  composer.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    } else if (e.key === 'Escape') {
+      actions.back();
+    }
+  });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const body = composer.value.trim();
+    if (!active || !body) return;
+    if (pauseTimer) clearTimeout(pauseTimer);
+    pauseTimer = null;
+    composing = false; // the message itself carries <active/>
+    actions.send(active, body);
+    composer.value = '';
+    composer.style.height = 'auto';
+  });
+
+  return {
+    root,
+    focusComposer: () => composer.focus(),
+    render(s) {
+      const jid = s.chats.active;
+      if (jid !== active) {
+        if (active) stopTyping('active');
+        active = jid;
+        composer.value = '';
+      }
+      root.classList.toggle('has-chat', !!jid);
+      empty.hidden = !!jid;
+      pane.hidden = !jid;
+      if (!jid) return;
+      const contact = s.roster.contacts[jid];
+      const conv = s.chats.conversations[jid];
+      const p = contact ? bestPresence(contact) : { show: 'offline' as const, status: '' };
+      title.textContent = contact ? displayName(contact) : jid;
+      sub.textContent = `${jid} · ${SHOW_LABELS[p.show]}${p.status ? ` — ${p.status}` : ''}`;
+      dot.replaceChildren(presenceDot(p.show, SHOW_LABELS[p.show]));
+      const who = contact ? displayName(contact) : jid;
+      const state = conv?.theirState;
+      typing.textContent = state === 'composing' ? `${who} is typing…` : state === 'paused' ? `${who} stopped typing` : '';
+      typing.dataset.state = state ?? '';
+
+      const messages = conv?.messages ?? [];
+      const key = messages.map((m) => `${m.id}:${m.status}`).join(',');
+      if (renderedFor !== jid || key !== renderedKey) {
+        const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+        list.replaceChildren(...messages.map(messageItem));
+        if (renderedFor !== jid || nearBottom || messages.length > renderedCount) list.scrollTop = list.scrollHeight;
+        renderedFor = jid;
+        renderedKey = key;
+        renderedCount = messages.length;
+      }
+      send.disabled = s.link.state !== 'online';
+    },
+  };
+}

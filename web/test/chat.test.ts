@@ -1,0 +1,59 @@
+// Unit tests for the chat reducer: messages, unread counts, receipts, chat states, time formatting.
+import { describe, expect, it } from 'vitest';
+import { chatReducer, emptyChats, formatTime, totalUnread, type ChatAction, type ChatState } from '../src/state/chat';
+
+const run = (actions: ChatAction[], s: ChatState = emptyChats) => actions.reduce(chatReducer, s);
+
+describe('chat', () => {
+  it('counts unread messages until the conversation is opened', () => {
+    let s = run([
+      { type: 'incoming', jid: 'bob@x', id: '1', body: 'hi', time: 1, seen: false },
+      { type: 'incoming', jid: 'bob@x', id: '2', body: 'there', time: 2, seen: false },
+      { type: 'incoming', jid: 'amy@x', id: '1', body: 'yo', time: 3, seen: false },
+    ]);
+    expect(s.conversations['bob@x'].unread).toBe(2);
+    expect(totalUnread(s)).toBe(3);
+    s = chatReducer(s, { type: 'open', jid: 'bob@x' });
+    expect(s.active).toBe('bob@x');
+    expect(s.conversations['bob@x'].unread).toBe(0);
+    s = chatReducer(s, { type: 'incoming', jid: 'bob@x', id: '3', body: 'seen', time: 4, seen: true });
+    expect(s.conversations['bob@x'].unread).toBe(0);
+  });
+
+  it('drops duplicate incoming ids and orders delayed messages by time', () => {
+    const s = run([
+      { type: 'incoming', jid: 'bob@x', id: 'a', body: 'new', time: 100, seen: true },
+      { type: 'incoming', jid: 'bob@x', id: 'a', body: 'new', time: 100, seen: true },
+      { type: 'incoming', jid: 'bob@x', id: 'b', body: 'old', time: 50, seen: true },
+    ]);
+    expect(s.conversations['bob@x'].messages.map((m) => m.body)).toEqual(['old', 'new']);
+  });
+
+  it('marks outgoing messages delivered on a receipt, failed on an error', () => {
+    let s = run([
+      { type: 'outgoing', jid: 'bob@x', id: 'm1', body: 'one', time: 1 },
+      { type: 'outgoing', jid: 'bob@x', id: 'm2', body: 'two', time: 2 },
+      { type: 'receipt', jid: 'bob@x', id: 'm1' },
+      { type: 'failed', jid: 'bob@x', id: 'm2', error: 'recipient unavailable' },
+    ]);
+    const [m1, m2] = s.conversations['bob@x'].messages;
+    expect(m1.status).toBe('delivered');
+    expect(m2.status).toBe('error');
+    expect(m2.error).toBe('recipient unavailable');
+    s = chatReducer(s, { type: 'receipt', jid: 'bob@x', id: 'nope' });
+    expect(s.conversations['bob@x'].messages[0].status).toBe('delivered');
+  });
+
+  it('tracks the contact chat state; a message ends typing', () => {
+    let s = run([{ type: 'chat-state', jid: 'bob@x', state: 'composing' }]);
+    expect(s.conversations['bob@x'].theirState).toBe('composing');
+    s = chatReducer(s, { type: 'incoming', jid: 'bob@x', id: '1', body: 'done', time: 1, seen: false });
+    expect(s.conversations['bob@x'].theirState).toBe('active');
+  });
+
+  it('formats times relative to now', () => {
+    const now = new Date(2026, 0, 15, 12, 0).getTime();
+    expect(formatTime(new Date(2026, 0, 15, 9, 5).getTime(), now)).toMatch(/09.05|9.05/);
+    expect(formatTime(new Date(2025, 5, 1, 9, 5).getTime(), now)).toMatch(/2025/);
+  });
+});
