@@ -39,11 +39,13 @@ pub async fn outbound(server: &Server, origin: &SessionHandle, mut el: Element, 
     match ptype.as_str() {
         "probe" => {
             // Clients may probe; the answer follows the same rules as the server's probes.
-            if let Dest::Bare(_) | Dest::Full(_) = classify(server, &to) {
-                answer_probe(server, &to.to_bare(), origin).await;
+            match classify(server, &to) {
+                Dest::Bare(_) | Dest::Full(_) => answer_probe(server, &to.to_bare(), origin).await,
+                Dest::Service(d) => router::to_service(server, &d, el).await,
+                _ => {}
             }
         }
-        "available" | "unavailable" => {
+        "available" | "unavailable" | "error" => {
             // Directed presence (§4.6): remember who got it when they are not subscribed.
             let subscribed_from = match server
                 .storage

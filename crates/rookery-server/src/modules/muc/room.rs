@@ -368,6 +368,15 @@ impl Room {
                 self.leave(i, from, &gone, &mut out, &[333]);
             }
             (None, Some("unavailable")) | (None, Some("error")) => {}
+            (Some(i), Some("probe")) => {
+                // An occupant asks for another's current presence.
+                let sees = self.sees_jids(&self.occupants[i]);
+                if let Some(t) = self.find_nick(nick) {
+                    for s in 0..self.occupants[t].sessions.len() {
+                        out.push(self.presence_for(t, s, from, sees, &[], &[], &[]));
+                    }
+                }
+            }
             (Some(i), _) if self.occupants[i].nick == nick => {
                 // A presence update from an occupant.
                 let s = self.occupants[i]
@@ -963,7 +972,11 @@ impl Room {
 
     fn apply_config(&mut self, x: &Element) -> Result<Vec<u16>, StanzaError> {
         let v = forms::values(x);
-        let one = |k: &str| v.get(k).and_then(|vals| vals.first()).cloned();
+        // A submitted field with no <value/> means the empty string.
+        let one = |k: &str| {
+            v.get(k)
+                .map(|vals| vals.first().cloned().unwrap_or_default())
+        };
         let boolean = |k: &str| one(k).and_then(|s| forms::parse_bool(&s));
         let mut c = self.config.clone();
         if let Some(s) = one("muc#roomconfig_roomname") {
@@ -1608,7 +1621,8 @@ mod tests {
         r.presence(&full("g@h/b"), "G", &join("G"), false);
         let kick = Element::parse(&format!("<iq xmlns='jabber:client' type='set' id='k' to='r@muc'><query xmlns='{ADMIN}'><item nick='G' role='none'/></query></iq>")).unwrap();
         let out = r.iq(&full("owner@h/a"), &kick);
-        assert_eq!(out[0].attr("type"), Some("result"));
+        // Notices to the occupants first, the result last.
+        assert_eq!(out.last().unwrap().attr("type"), Some("result"));
         assert!(out.iter().any(|o| o.to_xml().contains("code='307'")));
         assert_eq!(r.occupant_count(), 1);
         let leave = Element::parse("<presence xmlns='jabber:client' type='unavailable'/>").unwrap();
