@@ -368,6 +368,10 @@ impl Room {
                 self.leave(i, from, &gone, &mut out, &[333]);
             }
             (None, Some("unavailable")) | (None, Some("error")) => {}
+            (None, Some("probe")) => out.push(err(
+                el,
+                StanzaError::not_acceptable().with_type(ErrorType::Cancel),
+            )),
             (Some(i), Some("probe")) => {
                 // An occupant asks for another's current presence.
                 let sees = self.sees_jids(&self.occupants[i]);
@@ -386,6 +390,11 @@ impl Room {
                     .unwrap();
                 self.occupants[i].sessions[s].1 = el.clone();
                 self.broadcast_presence(i, &mut out, &[], &[], &[]);
+                if el.has_child("x", MUC) {
+                    // A client that rejoins without leaving (after a reconnect) needs the room
+                    // state again: history and subject.
+                    self.send_history_and_subject(from, el, &mut out);
+                }
             }
             (Some(i), _) => self.change_nick(i, from, nick, el, &mut out),
             (None, None) => self.join(from, nick, el, created, &mut out),
@@ -496,7 +505,11 @@ impl Room {
         }
         after.push(status(110));
         out.push(self.presence_for(idx, s, from, true, &[], &before, &after));
-        // History, then the subject (XEP-0045 §7.2.15, §7.2.16).
+        self.send_history_and_subject(from, el, out);
+    }
+
+    /// History, then the subject (XEP-0045 §7.2.15, §7.2.16).
+    fn send_history_and_subject(&self, from: &FullJid, el: &Element, out: &mut Vec<Element>) {
         let limit = el
             .get_child("x", MUC)
             .and_then(|x| x.get_child("history", MUC))
@@ -737,17 +750,15 @@ impl Room {
         }
         let nick = self.occupants[si].nick.clone();
         if let Some(subject) = el.get_child("subject", ns::CLIENT) {
-            if !el.has_child("body", ns::CLIENT) {
-                if !(self.config.change_subject || self.occupants[si].role == Role::Moderator) {
-                    out.push(err(
-                        el,
-                        StanzaError::forbidden().with_text("You may not change the subject"),
-                    ));
-                    return out;
-                }
-                self.subject = Some((nick.clone(), subject.text()));
-                self.dirty = true;
+            if !(self.config.change_subject || self.occupants[si].role == Role::Moderator) {
+                out.push(err(
+                    el,
+                    StanzaError::forbidden().with_text("You may not change the subject"),
+                ));
+                return out;
             }
+            self.subject = Some((nick.clone(), subject.text()));
+            self.dirty = true;
         }
         let mut m = el.clone();
         m.remove_attr("to");
@@ -1068,7 +1079,8 @@ impl Room {
                 let codes = self.apply_config(x)?;
                 let was_locked = std::mem::replace(&mut self.locked, false);
                 let mut notes = Vec::new();
-                if !codes.is_empty() && !was_locked {
+                let _ = was_locked;
+                if !codes.is_empty() {
                     let mut ux = Element::new("x", USER);
                     for c in codes {
                         ux.push_child(status(c));
