@@ -152,6 +152,55 @@ pub trait KeyValueStore: Send + Sync {
     async fn kv_all(&self, store: &str) -> StorageResult<Vec<(String, String, String)>>;
 }
 
+/// One archived message (XEP-0313).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Archived {
+    /// The stanza id (XEP-0359), unique within its archive.
+    pub id: String,
+    /// Microseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// Bare JID of the other party (for a room archive: the occupant's nick JID).
+    pub with: String,
+    pub stanza: String,
+}
+
+/// A query over one archive; `before`/`after` are archive ids (RSM, XEP-0059).
+#[derive(Clone, Debug, Default)]
+pub struct ArchiveQuery {
+    pub with: Option<String>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+    /// Page from the end backwards (RSM `<before/>`).
+    pub from_end: bool,
+    pub ids: Vec<String>,
+    pub max: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ArchivePage {
+    /// Oldest first.
+    pub items: Vec<Archived>,
+    /// No more items in the direction of paging.
+    pub complete: bool,
+    /// Items matching the filters, regardless of paging.
+    pub count: usize,
+}
+
+#[async_trait]
+pub trait ArchiveStore: Send + Sync {
+    /// Appends messages, each to its archive (`owner` is a user's or a room's bare JID).
+    async fn archive_append(&self, batch: &[(String, Archived)]) -> StorageResult<()>;
+    async fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> StorageResult<ArchivePage>;
+    /// Removes messages older than `before` (microseconds) from every archive; returns how many.
+    async fn archive_expire(&self, before: i64) -> StorageResult<u64>;
+    async fn archive_clear(&self, owner: &str) -> StorageResult<()>;
+}
+
 /// Everything a backend provides.
-pub trait Storage: AccountStore + RosterStore + OfflineStore + KeyValueStore {}
-impl<T: AccountStore + RosterStore + OfflineStore + KeyValueStore> Storage for T {}
+pub trait Storage:
+    AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore
+{
+}
+impl<T: AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore> Storage for T {}

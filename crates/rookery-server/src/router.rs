@@ -100,6 +100,13 @@ pub async fn admit_inbound(server: &Server, user: &BareJid, el: &Element) -> boo
     true
 }
 
+/// Lets modules annotate (and archive) a message on its way to a local user, once.
+async fn annotate_inbound(server: &Server, user: &BareJid, el: &mut Element) {
+    for h in &server.modules.stanza_hooks {
+        h.message_inbound(server, user, el).await;
+    }
+}
+
 async fn delivered(server: &Server, user: &BareJid, el: &Element, sessions: &[u64]) {
     for h in &server.modules.stanza_hooks {
         h.message_delivered(server, user, el, sessions).await;
@@ -290,6 +297,8 @@ async fn route_message(server: &Server, el: Element, to: Jid) {
                 if !admit_inbound(server, &full.to_bare(), &el).await {
                     return;
                 }
+                let mut el = el;
+                annotate_inbound(server, &full.to_bare(), &mut el).await;
                 if send_to_session(server, &s, el.clone()) {
                     delivered(server, &full.to_bare(), &el, &[s.id]).await;
                 } else {
@@ -317,6 +326,7 @@ async fn message_to_bare(server: &Server, el: Element, user: BareJid) {
     if !admit_inbound(server, &user, &el).await {
         return;
     }
+    let mut el = el;
     let sessions: Vec<SessionHandle> = server
         .sessions
         .resources(&user)
@@ -324,6 +334,7 @@ async fn message_to_bare(server: &Server, el: Element, user: BareJid) {
         .filter(|s| s.is_available() && s.priority() >= 0)
         .collect();
     if !sessions.is_empty() {
+        annotate_inbound(server, &user, &mut el).await;
         let targets: Vec<&SessionHandle> = if mtype == "headline" {
             sessions.iter().collect()
         } else {
@@ -347,6 +358,9 @@ async fn message_to_bare(server: &Server, el: Element, user: BareJid) {
     if !account_exists(server, &user).await {
         bounce(server, &el, StanzaError::service_unavailable());
         return;
+    }
+    if !el.has_child("stanza-id", crate::modules::mam::SID) {
+        annotate_inbound(server, &user, &mut el).await;
     }
     store_offline(server, el, &user).await;
 }

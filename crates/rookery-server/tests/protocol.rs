@@ -585,3 +585,112 @@ async fn version_can_be_switched_off() {
         .await;
     assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
 }
+
+#[tokio::test]
+async fn archive_pages_through_500_messages_both_ways() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let mut bob = s.login("bob", "pw123456").await;
+    for i in 0..500 {
+        alice
+            .send(&format!(
+                "<message to='bob@localhost' type='chat' id='m{i}'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    // Each delivered message carries the archive's id for it (XEP-0359).
+    let mut delivered_ids = Vec::new();
+    while delivered_ids.len() < 500 {
+        let m = bob.recv_until(|e| e.name() == "message").await;
+        let sid = m
+            .get_child("stanza-id", "urn:xmpp:sid:0")
+            .expect("stanza-id");
+        assert_eq!(sid.attr("by"), Some("bob@localhost"));
+        delivered_ids.push(sid.attr("id").unwrap().to_string());
+    }
+    let query = |id: &str, rsm: &str| {
+        Element::parse(&format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}'><query xmlns='urn:xmpp:mam:2' queryid='{id}'>\
+             <x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field>\
+             <field var='with'><value>alice@localhost</value></field></x>\
+             <set xmlns='http://jabber.org/protocol/rsm'>{rsm}</set></query></iq>"
+        ))
+        .unwrap()
+    };
+    async fn page(c: &mut common::Client, q: Element) -> (Vec<(String, String)>, Element) {
+        let id = q.attr("id").unwrap().to_string();
+        c.send_el(q).await;
+        let mut got = Vec::new();
+        loop {
+            let el = c.recv().await;
+            if el.name() == "iq" && el.attr("id") == Some(&id) {
+                assert_eq!(el.attr("type"), Some("result"), "{el}");
+                return (got, el.get_child("fin", "urn:xmpp:mam:2").unwrap().clone());
+            }
+            let r = el
+                .get_child("result", "urn:xmpp:mam:2")
+                .expect("a result message");
+            let inner = r
+                .get_child("forwarded", "urn:xmpp:forward:0")
+                .unwrap()
+                .get_child("message", ns::CLIENT)
+                .unwrap();
+            got.push((
+                r.attr("id").unwrap().to_string(),
+                inner.child_text("body", ns::CLIENT).unwrap(),
+            ));
+        }
+    }
+    // Forwards, 100 at a time.
+    let mut all = Vec::new();
+    let mut after = String::new();
+    for n in 0.. {
+        let rsm = if after.is_empty() {
+            "<max>100</max>".to_string()
+        } else {
+            format!("<max>100</max><after>{after}</after>")
+        };
+        let (items, fin) = page(&mut bob, query(&format!("f{n}"), &rsm)).await;
+        let set = fin
+            .get_child("set", "http://jabber.org/protocol/rsm")
+            .unwrap();
+        assert_eq!(
+            set.child_text("count", "http://jabber.org/protocol/rsm")
+                .as_deref(),
+            Some("500")
+        );
+        after = items.last().map(|(id, _)| id.clone()).unwrap_or_default();
+        all.extend(items);
+        if fin.attr("complete") == Some("true") {
+            break;
+        }
+        assert!(n < 10, "paging did not end");
+    }
+    let bodies: Vec<String> = all.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(bodies, (0..500).map(|i| i.to_string()).collect::<Vec<_>>());
+    let ids: Vec<String> = all.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids, delivered_ids);
+    // Backwards from the end.
+    let (last_page, fin) = page(&mut bob, query("b0", "<max>30</max><before/>")).await;
+    assert_eq!(last_page.first().unwrap().1, "470");
+    assert_eq!(last_page.last().unwrap().1, "499");
+    assert_ne!(fin.attr("complete"), Some("true"));
+    let (prev, _) = page(
+        &mut bob,
+        query(
+            "b1",
+            &format!("<max>30</max><before>{}</before>", last_page[0].0),
+        ),
+    )
+    .await;
+    assert_eq!(prev.first().unwrap().1, "440");
+    // The sender's archive has them too.
+    let (mine, _) = page(&mut alice, Element::parse("<iq xmlns='jabber:client' type='set' id='a0'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>5</max></set></query></iq>").unwrap()).await;
+    assert_eq!(mine.len(), 5);
+    // An unknown id is item-not-found.
+    bob.send_el(query("bad", "<after>nope</after>")).await;
+    let e = bob.recv_until(|e| e.attr("id") == Some("bad")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("item-not-found"));
+}

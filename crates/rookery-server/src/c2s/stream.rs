@@ -62,6 +62,8 @@ struct Conn<'a> {
     host: String,
     header_sent: bool,
     queue: VecDeque<StreamEvent>,
+    /// The stream's `xml:lang`, given to stanzas that carry none (RFC 6120 §4.7.4).
+    lang: Option<String>,
 }
 
 impl Conn<'_> {
@@ -107,6 +109,7 @@ impl Conn<'_> {
             None => self.server.config.hosts[0].clone(),
         };
         self.host = host;
+        self.lang = h.attr("xml:lang").map(str::to_string);
         let from = h
             .attr("from")
             .and_then(|f| Jid::new(f).ok())
@@ -152,6 +155,7 @@ pub async fn run(server: Arc<Server>, t: &mut dyn Transport) {
         host: String::new(),
         header_sent: false,
         queue: VecDeque::new(),
+        lang: None,
     };
     let auth_timeout = Duration::from_secs(server.config.limits.auth_timeout_seconds);
     let negotiated = tokio::select! {
@@ -379,8 +383,14 @@ async fn session(
         if let Some(ev) = conn.queue.pop_front() {
             match ev {
                 StreamEvent::Stanza(el) => {
-                    if let Some(e) =
-                        handle_client_stanza(&server, &handle, el, &mut ping_pending).await
+                    if let Some(e) = handle_client_stanza(
+                        &server,
+                        &handle,
+                        el,
+                        &mut ping_pending,
+                        conn.lang.as_deref(),
+                    )
+                    .await
                     {
                         break e;
                     }
@@ -472,6 +482,7 @@ async fn handle_client_stanza(
     handle: &SessionHandle,
     mut el: Element,
     ping_pending: &mut Option<String>,
+    lang: Option<&str>,
 ) -> Option<End> {
     if stanza::kind(&el).is_none() || el.ns() != ns::CLIENT {
         return Some(unexpected(&el, "unsupported-stanza-type"));
@@ -486,6 +497,9 @@ async fn handle_client_stanza(
         }
     }
     el.set_attr("from", handle.jid.to_string());
+    if let (Some(l), None) = (lang, el.attr("xml:lang")) {
+        el.set_attr("xml:lang", l);
+    }
     if el.name() == "iq" {
         let t = el.attr("type");
         if (t == Some("result") || t == Some("error"))

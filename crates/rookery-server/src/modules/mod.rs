@@ -13,6 +13,7 @@ pub mod blocking;
 pub mod carbons;
 pub mod disco;
 pub mod last;
+pub mod mam;
 pub mod muc;
 pub mod ping;
 pub mod private;
@@ -124,6 +125,8 @@ pub trait StanzaHook: Send + Sync {
     async fn inbound(&self, _server: &Server, _user: &BareJid, _el: &Element) -> Verdict {
         Verdict::Pass
     }
+    /// A message is about to be delivered to (or stored for) local `user`; may annotate it.
+    async fn message_inbound(&self, _server: &Server, _user: &BareJid, _el: &mut Element) {}
     /// A message a local client sent was routed.
     async fn message_sent(&self, _server: &Server, _origin: &SessionHandle, _el: &Element) {}
     /// A message was delivered to these sessions (ids) of `user`.
@@ -228,6 +231,7 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         Arc::new(private::Private),
         Arc::new(register::Register),
         Arc::new(carbons::Carbons),
+        Arc::new(mam::Mam::default()),
         Arc::new(blocking::Blocking::default()),
         Arc::new(muc::Muc::new(&config.hosts, config.modules.muc.clone())),
     ]

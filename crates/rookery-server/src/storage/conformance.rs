@@ -117,6 +117,105 @@ pub async fn run(s: &dyn Storage) {
     s.kv_set(&alice, "vcard", "", None).await.unwrap();
     assert_eq!(s.kv_get(&alice, "vcard", "").await.unwrap(), None);
 
+    // Archive: paging both ways, filters, expiry
+    let msg = |i: i64, with: &str| Archived {
+        id: format!("id{i}"),
+        timestamp: 1_000_000 * i,
+        with: with.to_string(),
+        stanza: format!("<message><body>{i}</body></message>"),
+    };
+    let batch: Vec<(String, Archived)> = (1..=10)
+        .map(|i| {
+            (
+                "alice@example.test".to_string(),
+                msg(i, if i % 2 == 0 { "even@x" } else { "odd@x" }),
+            )
+        })
+        .collect();
+    s.archive_append(&batch).await.unwrap();
+    s.archive_append(&batch[..1]).await.unwrap(); // idempotent by id
+    let ids = |p: &ArchivePage| p.items.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    let q = ArchiveQuery {
+        max: 3,
+        ..Default::default()
+    };
+    let p = s.archive_query("alice@example.test", &q).await.unwrap();
+    assert_eq!(
+        (ids(&p), p.complete, p.count),
+        (vec!["id1".into(), "id2".into(), "id3".into()], false, 10)
+    );
+    let q = ArchiveQuery {
+        max: 3,
+        after: Some("id9".into()),
+        ..Default::default()
+    };
+    let p = s.archive_query("alice@example.test", &q).await.unwrap();
+    assert_eq!((ids(&p), p.complete), (vec!["id10".to_string()], true));
+    let q = ArchiveQuery {
+        max: 3,
+        from_end: true,
+        ..Default::default()
+    };
+    let p = s.archive_query("alice@example.test", &q).await.unwrap();
+    assert_eq!(
+        (ids(&p), p.complete),
+        (vec!["id8".into(), "id9".into(), "id10".into()], false)
+    );
+    let q = ArchiveQuery {
+        max: 3,
+        before: Some("id3".into()),
+        ..Default::default()
+    };
+    let p = s.archive_query("alice@example.test", &q).await.unwrap();
+    assert_eq!(
+        (ids(&p), p.complete),
+        (vec!["id1".into(), "id2".into()], true)
+    );
+    let q = ArchiveQuery {
+        max: 10,
+        with: Some("even@x".into()),
+        start: Some(4_000_000),
+        end: Some(8_000_000),
+        ..Default::default()
+    };
+    let p = s.archive_query("alice@example.test", &q).await.unwrap();
+    assert_eq!(ids(&p), vec!["id4".to_string(), "id6".into(), "id8".into()]);
+    let q = ArchiveQuery {
+        max: 10,
+        ids: vec!["id2".into(), "id7".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&s.archive_query("alice@example.test", &q).await.unwrap()),
+        vec!["id2".to_string(), "id7".into()]
+    );
+    let q = ArchiveQuery {
+        max: 3,
+        after: Some("nope".into()),
+        ..Default::default()
+    };
+    assert!(s.archive_query("alice@example.test", &q).await.is_err());
+    assert_eq!(s.archive_expire(3_000_000).await.unwrap(), 2);
+    let q = ArchiveQuery {
+        max: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.archive_query("alice@example.test", &q)
+            .await
+            .unwrap()
+            .count,
+        8
+    );
+    s.archive_clear("alice@example.test").await.unwrap();
+    assert_eq!(
+        s.archive_query("alice@example.test", &q)
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+
     // Deleting an account removes its data
     s.kv_set(&bob, "private", "a:b", Some("x")).await.unwrap();
     s.put_roster_item(

@@ -18,6 +18,7 @@ struct Inner {
     pending: HashMap<String, BTreeMap<String, String>>,
     offline: HashMap<String, Vec<String>>,
     kv: HashMap<(String, String, String), String>,
+    archive: HashMap<String, Vec<Archived>>,
 }
 
 #[async_trait]
@@ -56,6 +57,7 @@ impl AccountStore for MemoryStorage {
         g.pending.remove(u);
         g.offline.remove(u);
         g.kv.retain(|(owner, _, _), _| owner != u);
+        g.archive.remove(u);
         Ok(g.accounts.remove(u).is_some())
     }
     async fn list_accounts(&self, host: &str) -> StorageResult<Vec<String>> {
@@ -211,6 +213,75 @@ impl KeyValueStore for MemoryStorage {
                 .collect();
         all.sort();
         Ok(all)
+    }
+}
+
+#[async_trait]
+impl ArchiveStore for MemoryStorage {
+    async fn archive_append(&self, batch: &[(String, Archived)]) -> StorageResult<()> {
+        let mut g = self.inner.lock().unwrap();
+        for (owner, m) in batch {
+            let a = g.archive.entry(owner.clone()).or_default();
+            if !a.iter().any(|x| x.id == m.id) {
+                a.push(m.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> StorageResult<ArchivePage> {
+        let g = self.inner.lock().unwrap();
+        let all: &[Archived] = g.archive.get(owner).map(|v| v.as_slice()).unwrap_or(&[]);
+        let pos = |id: &String| {
+            all.iter()
+                .position(|m| &m.id == id)
+                .ok_or_else(|| StorageError("item-not-found".into()))
+        };
+        let after = q.after.as_ref().map(pos).transpose()?;
+        let before = q.before.as_ref().map(pos).transpose()?;
+        let matching: Vec<(usize, &Archived)> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| q.with.as_ref().is_none_or(|w| &m.with == w))
+            .filter(|(_, m)| q.start.is_none_or(|s| m.timestamp >= s))
+            .filter(|(_, m)| q.end.is_none_or(|e| m.timestamp <= e))
+            .filter(|(_, m)| q.ids.is_empty() || q.ids.contains(&m.id))
+            .collect();
+        let count = matching.len();
+        let mut window: Vec<&Archived> = matching
+            .into_iter()
+            .filter(|(i, _)| after.is_none_or(|a| *i > a) && before.is_none_or(|b| *i < b))
+            .map(|(_, m)| m)
+            .collect();
+        let backwards = before.is_some() || (q.from_end && after.is_none());
+        let complete = window.len() <= q.max;
+        if backwards {
+            let skip = window.len().saturating_sub(q.max);
+            window.drain(..skip);
+        } else {
+            window.truncate(q.max);
+        }
+        Ok(ArchivePage {
+            items: window.into_iter().cloned().collect(),
+            complete,
+            count,
+        })
+    }
+
+    async fn archive_expire(&self, before: i64) -> StorageResult<u64> {
+        let mut g = self.inner.lock().unwrap();
+        let mut n = 0;
+        for a in g.archive.values_mut() {
+            let len = a.len();
+            a.retain(|m| m.timestamp >= before);
+            n += (len - a.len()) as u64;
+        }
+        Ok(n)
+    }
+
+    async fn archive_clear(&self, owner: &str) -> StorageResult<()> {
+        self.inner.lock().unwrap().archive.remove(owner);
+        Ok(())
     }
 }
 

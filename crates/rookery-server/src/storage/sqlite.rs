@@ -137,6 +137,7 @@ impl AccountStore for SqliteStorage {
             "DELETE FROM subscription_requests WHERE user = ?",
             "DELETE FROM offline_messages WHERE user = ?",
             "DELETE FROM user_data WHERE user = ?",
+            "DELETE FROM archive WHERE owner = ?",
         ] {
             sqlx::query(q)
                 .bind(u)
@@ -380,6 +381,143 @@ impl KeyValueStore for SqliteStorage {
             .fetch_all(&self.pool)
             .await
             .map_err(err)
+    }
+}
+
+fn push_filters<'a>(
+    qb: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    owner: &'a str,
+    q: &'a ArchiveQuery,
+) {
+    qb.push(" WHERE owner = ").push_bind(owner);
+    if let Some(w) = &q.with {
+        qb.push(" AND with_jid = ").push_bind(w);
+    }
+    if let Some(s) = q.start {
+        qb.push(" AND ts >= ").push_bind(s);
+    }
+    if let Some(e) = q.end {
+        qb.push(" AND ts <= ").push_bind(e);
+    }
+    if !q.ids.is_empty() {
+        qb.push(" AND id IN (");
+        let mut sep = qb.separated(", ");
+        for id in &q.ids {
+            sep.push_bind(id);
+        }
+        qb.push(")");
+    }
+}
+
+#[async_trait]
+impl ArchiveStore for SqliteStorage {
+    async fn archive_append(&self, batch: &[(String, Archived)]) -> StorageResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // One transaction per batch: the cost of archiving is shared by many messages.
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for (owner, m) in batch {
+            sqlx::query("INSERT OR IGNORE INTO archive (owner, id, ts, with_jid, stanza) VALUES (?,?,?,?,?)")
+                .bind(owner)
+                .bind(&m.id)
+                .bind(m.timestamp)
+                .bind(&m.with)
+                .bind(&m.stanza)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> StorageResult<ArchivePage> {
+        let seq_of = |id: &str| {
+            let id = id.to_string();
+            let owner = owner.to_string();
+            async move {
+                let seq: Option<i64> =
+                    sqlx::query_scalar("SELECT seq FROM archive WHERE owner = ? AND id = ?")
+                        .bind(owner)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(err)?;
+                seq.ok_or_else(|| StorageError("item-not-found".into()))
+            }
+        };
+        let after = match &q.after {
+            Some(id) => Some(seq_of(id).await?),
+            None => None,
+        };
+        let before = match &q.before {
+            Some(id) => Some(seq_of(id).await?),
+            None => None,
+        };
+        let mut count_q = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM archive");
+        push_filters(&mut count_q, owner, q);
+        let count: i64 = count_q
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        let mut qb = sqlx::QueryBuilder::new("SELECT id, ts, with_jid, stanza FROM archive");
+        push_filters(&mut qb, owner, q);
+        if let Some(a) = after {
+            qb.push(" AND seq > ").push_bind(a);
+        }
+        if let Some(b) = before {
+            qb.push(" AND seq < ").push_bind(b);
+        }
+        let backwards = before.is_some() || (q.from_end && after.is_none());
+        qb.push(if backwards {
+            " ORDER BY seq DESC"
+        } else {
+            " ORDER BY seq ASC"
+        });
+        qb.push(" LIMIT ").push_bind(q.max as i64 + 1);
+        let rows: Vec<(String, i64, String, String)> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let complete = rows.len() <= q.max;
+        let mut items: Vec<Archived> = rows
+            .into_iter()
+            .take(q.max)
+            .map(|(id, timestamp, with, stanza)| Archived {
+                id,
+                timestamp,
+                with,
+                stanza,
+            })
+            .collect();
+        if backwards {
+            items.reverse();
+        }
+        Ok(ArchivePage {
+            items,
+            complete,
+            count: count as usize,
+        })
+    }
+
+    async fn archive_expire(&self, before: i64) -> StorageResult<u64> {
+        let r = sqlx::query("DELETE FROM archive WHERE ts < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn archive_clear(&self, owner: &str) -> StorageResult<()> {
+        sqlx::query("DELETE FROM archive WHERE owner = ?")
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 }
 

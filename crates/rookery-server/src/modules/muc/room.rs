@@ -267,6 +267,7 @@ impl Room {
     }
 
     /// Presence of occupant `idx` (its session `s`) as seen by `to`.
+    #[allow(clippy::too_many_arguments)]
     fn presence_for(
         &self,
         idx: usize,
