@@ -1,6 +1,5 @@
 """Multi-user chat (XEP-0045) at conference.localhost, driven by slixmpp's xep_0045 plugin."""
 import asyncio
-import time
 
 import pytest
 from slixmpp import JID
@@ -11,7 +10,6 @@ from rookery_harness import (DEFAULT_PLUGINS, NS_CLIENT, NS_DELAY, TIMEOUT, Pred
 
 MUC_SERVICE = "conference.localhost"
 MUC_PLUGINS = DEFAULT_PLUGINS + ("xep_0045",)
-NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
 NS_DATA = "jabber:x:data"
@@ -364,7 +362,6 @@ async def test_room_configuration_form(server, clients):
 
 @pytest.mark.rookery_config({"modules": {"muc": {"history_length": 10}}})
 async def test_fifty_occupants(server, clients):
-    started = time.monotonic()
     room = room_jid("crowd")
     n = 50
     owner = await muc_user(clients, "owner")
@@ -424,7 +421,6 @@ async def test_fifty_occupants(server, clients):
     want = ["line %02d" % k for k in range(2, 12)]
     assert got == want, "the 51st joiner should get the last 10 messages as history (history_length=10): %s" % got
     assert len(history) == len(want), "slixmpp recognised %d of the history messages (delay from=room)" % len(history)
-    assert time.monotonic() - started < 45, "50-occupant scenario took %.1fs" % (time.monotonic() - started)
 
 
 async def test_dropped_occupant_leaves_room(server, clients):

@@ -164,7 +164,7 @@ pub async fn register(cfg: &Settings, user: &str) -> Result<Registered> {
 }
 
 /// TCP connect, first stream, STARTTLS, TLS handshake and the second stream's features.
-async fn secure_stream(cfg: &Settings) -> Result<(TlsStream<TcpStream>, Reader, Element)> {
+pub async fn secure_stream(cfg: &Settings) -> Result<(TlsStream<TcpStream>, Reader, Element)> {
     let mut tcp = TcpStream::connect((cfg.host.as_str(), cfg.port))
         .await
         .context("connect")?;
@@ -198,7 +198,7 @@ async fn secure_stream(cfg: &Settings) -> Result<(TlsStream<TcpStream>, Reader, 
 }
 
 /// Sends a stream header and returns the server's `<stream:features/>`.
-async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
     cfg: &Settings,
     io: &mut S,
     reader: &mut Reader,
@@ -223,7 +223,7 @@ async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// SASL SCRAM exchange, verifying the server's signature before accepting success.
-async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     cfg: &Settings,
     user: &str,
     io: &mut S,
@@ -354,7 +354,7 @@ async fn iq_reply<R: AsyncRead + Unpin>(
     }
 }
 
-async fn send<W: AsyncWrite + Unpin>(io: &mut W, xml: &str) -> Result<()> {
+pub async fn send<W: AsyncWrite + Unpin>(io: &mut W, xml: &str) -> Result<()> {
     io.write_all(xml.as_bytes()).await?;
     io.flush().await?;
     Ok(())

@@ -137,6 +137,8 @@ pub struct LimitsConfig {
     pub ping_timeout_seconds: u64,
     /// Roster items per account.
     pub max_roster_items: usize,
+    /// Seconds a dropped session with stream management waits to be resumed (XEP-0198).
+    pub resume_timeout_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -153,6 +155,7 @@ impl Default for LimitsConfig {
             ping_interval_seconds: 300,
             ping_timeout_seconds: 60,
             max_roster_items: 1000,
+            resume_timeout_seconds: 300,
         }
     }
 }

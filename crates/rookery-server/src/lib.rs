@@ -35,6 +35,8 @@ pub struct Server {
     /// Recent authentication failures per address, for the growing delay.
     pub auth_failures: Mutex<std::collections::HashMap<IpAddr, (u32, Instant)>>,
     next_id: AtomicU64,
+    /// Sessions that may be resumed (XEP-0198).
+    pub sm: c2s::sm::Registry,
     /// Connection tasks, so shutdown can wait for each to flush.
     pub connections: tokio_util::task::TaskTracker,
 }
@@ -65,6 +67,7 @@ impl Server {
             auth_failures: Mutex::default(),
             next_id: AtomicU64::new(1),
             connections: tokio_util::task::TaskTracker::new(),
+            sm: c2s::sm::Registry::default(),
         }))
     }
 

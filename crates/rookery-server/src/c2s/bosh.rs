@@ -278,7 +278,7 @@ async fn create(
         }),
     });
     sessions.map.insert(sid.clone(), session.clone());
-    let mut transport = BoshTransport {
+    let transport = BoshTransport {
         session: session.clone(),
         input: rx,
         secure: tls || peer.is_loopback() || server.config.http.behind_tls_proxy,
@@ -292,7 +292,7 @@ async fn create(
     let sid2 = sid.clone();
     let tracker = server.connections.clone();
     tracker.spawn(async move {
-        super::stream::run(server, &mut transport).await;
+        super::stream::run(server, Box::new(transport)).await;
         sessions2.map.remove(&sid2);
     });
     let items = wait_output(&session).await;

@@ -3,6 +3,7 @@
 
 pub mod bosh;
 mod sasl;
+pub mod sm;
 pub mod stream;
 pub mod websocket;
 
@@ -248,7 +249,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
 
 async fn handle_tcp(server: Arc<Server>, sock: TcpStream, peer: IpAddr, direct_tls: bool) {
     let pre = limits(&server, false);
-    let mut transport = if direct_tls {
+    let transport = if direct_tls {
         let acceptor = server.tls.direct.clone();
         let handshake = tokio::time::timeout(
             Duration::from_secs(30),
@@ -271,5 +272,5 @@ async fn handle_tcp(server: Arc<Server>, sock: TcpStream, peer: IpAddr, direct_t
     } else {
         TcpTransport::new(server.clone(), Box::new(sock), peer, pre)
     };
-    stream::run(server, &mut transport).await;
+    stream::run(server, Box::new(transport)).await;
 }

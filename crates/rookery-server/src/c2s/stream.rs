@@ -1,7 +1,7 @@
 //! The c2s stream state machine (RFC 6120 §4–§7): stream headers, STARTTLS, SASL, resource
 //! binding, then the session loop. Transport-independent.
 
-use super::{limits, sasl, ReadError, Transport};
+use super::{limits, sasl, sm, ReadError, Transport};
 use crate::session::{Outbound, SessionHandle};
 use crate::{presence, router, Server};
 use rand::Rng;
@@ -56,9 +56,9 @@ fn stream_error(condition: &str, text: Option<&str>) -> Element {
 }
 
 /// Per-connection negotiation state.
-struct Conn<'a> {
+struct Conn {
     server: Arc<Server>,
-    t: &'a mut dyn Transport,
+    t: Box<dyn Transport>,
     host: String,
     header_sent: bool,
     queue: VecDeque<StreamEvent>,
@@ -66,7 +66,7 @@ struct Conn<'a> {
     lang: Option<String>,
 }
 
-impl Conn<'_> {
+impl Conn {
     async fn next(&mut self) -> Result<StreamEvent, End> {
         if let Some(ev) = self.queue.pop_front() {
             return Ok(ev);
@@ -148,7 +148,7 @@ impl Conn<'_> {
 }
 
 /// Drives one client connection from the first byte to the last.
-pub async fn run(server: Arc<Server>, t: &mut dyn Transport) {
+pub async fn run(server: Arc<Server>, t: Box<dyn Transport>) {
     let mut conn = Conn {
         server: server.clone(),
         t,
@@ -165,20 +165,38 @@ pub async fn run(server: Arc<Server>, t: &mut dyn Transport) {
         },
         _ = server.shutdown.cancelled() => Err(End::Error("system-shutdown", None)),
     };
-    let jid = match negotiated {
-        Ok(j) => j,
-        Err(end) => {
-            conn.finish(end).await;
-            return;
+    match negotiated {
+        Ok(Negotiated::Bound(jid, rx, handle)) => session(conn, jid, rx, handle).await,
+        Ok(Negotiated::Resume(tx, h)) => {
+            // Hand this connection to the hibernating session; it answers <resumed/>.
+            let r = sm::Resumption {
+                transport: conn.t,
+                queue: std::mem::take(&mut conn.queue),
+                lang: conn.lang.take(),
+                h,
+            };
+            if let Err(mpsc::error::SendError(r)) = tx.send(r).await {
+                // It expired in the meantime.
+                let mut t = r.transport;
+                let failed = Element::new("failed", sm::NS)
+                    .with_child(Element::new("item-not-found", ns::STANZAS_ERR));
+                let _ = t.send(&[failed]).await;
+                let _ = t.close_stream().await;
+            }
         }
-    };
-    session(conn, jid).await;
+        Err(end) => conn.finish(end).await,
+    }
+}
+
+/// How negotiation ended.
+enum Negotiated {
+    Bound(FullJid, mpsc::Receiver<Outbound>, SessionHandle),
+    /// XEP-0198 resumption of an existing session.
+    Resume(mpsc::Sender<sm::Resumption>, u32),
 }
 
 /// Everything before the session: TLS, SASL, bind. Returns the bound full JID.
-async fn negotiate(
-    conn: &mut Conn<'_>,
-) -> Result<(FullJid, mpsc::Receiver<Outbound>, SessionHandle), End> {
+async fn negotiate(conn: &mut Conn) -> Result<Negotiated, End> {
     let server = conn.server.clone();
     // Pre-authentication streams.
     let user: BareJid = 'auth: loop {
@@ -217,7 +235,7 @@ async fn negotiate(
                     continue;
                 }
                 let host = conn.host.clone();
-                match sasl::authenticate(&server, conn.t, &host, &el).await {
+                match sasl::authenticate(&server, &mut *conn.t, &host, &el).await {
                     sasl::Outcome::Success(u) => {
                         conn.queue.clear();
                         conn.t.restart(limits(&server, true));
@@ -269,7 +287,7 @@ async fn negotiate(
                             ),
                         );
                         conn.t.send(&[reply]).await.map_err(|_| End::Lost)?;
-                        return Ok((full, rx, handle));
+                        return Ok(Negotiated::Bound(full, rx, handle));
                     }
                     Err(e) => {
                         conn.t
@@ -280,6 +298,25 @@ async fn negotiate(
                     }
                 }
             }
+        }
+        if el.is("resume", sm::NS) {
+            let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
+            let found = el.attr("previd").and_then(|id| server.sm.find(id, &user));
+            match (found, h) {
+                (Some(tx), Some(h)) => return Ok(Negotiated::Resume(tx, h)),
+                _ => {
+                    let failed = Element::new("failed", sm::NS)
+                        .with_child(Element::new("item-not-found", ns::STANZAS_ERR));
+                    conn.t.send(&[failed]).await.map_err(|_| End::Lost)?;
+                    continue;
+                }
+            }
+        }
+        if el.is("enable", sm::NS) {
+            let failed = Element::new("failed", sm::NS)
+                .with_child(Element::new("unexpected-request", ns::STANZAS_ERR));
+            conn.t.send(&[failed]).await.map_err(|_| End::Lost)?;
+            continue;
         }
         if el.is("iq", ns::CLIENT) && el.attr("type").is_some_and(|t| t == "get" || t == "set") {
             let reply = stanza::error_reply(
@@ -334,6 +371,7 @@ fn pre_auth_features(server: &Server, t: &dyn Transport) -> Element {
 fn post_auth_features(server: &Server) -> Element {
     Element::new("features", ns::STREAM)
         .with_child(Element::new("bind", ns::BIND))
+        .with_child(Element::new("sm", sm::NS))
         .with_child(
             Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
         )
@@ -368,36 +406,144 @@ fn bind_resource(server: &Server, user: &BareJid, bind: &Element) -> Result<Full
     Ok(full)
 }
 
-/// The bound session: client stanzas in, routed stanzas out, keepalive pings.
+/// The bound session: client stanzas in, routed stanzas out, keepalive pings, stream management.
 async fn session(
-    mut conn: Conn<'_>,
-    (jid, mut rx, handle): (FullJid, mpsc::Receiver<Outbound>, SessionHandle),
+    mut conn: Conn,
+    jid: FullJid,
+    mut rx: mpsc::Receiver<Outbound>,
+    handle: SessionHandle,
 ) {
     let server = conn.server.clone();
     tracing::debug!(%jid, "session started");
+    let mut sm = sm::State::default();
+    let mut resume_rx: Option<mpsc::Receiver<sm::Resumption>> = None;
+    // Routed here while the connection was down and resumption was possible.
+    let mut held: Vec<Element> = Vec::new();
+    let end = loop {
+        let end = run_connection(
+            &mut conn,
+            &jid,
+            &handle,
+            &mut rx,
+            &mut sm,
+            &mut resume_rx,
+            &mut held,
+        )
+        .await;
+        if !matches!(end, End::Lost) || sm.id.is_none() {
+            break end;
+        }
+        // XEP-0198 §5: keep the session for a while; a new connection may take it over.
+        let timeout = Duration::from_secs(server.config.limits.resume_timeout_seconds);
+        let deadline = Instant::now() + timeout;
+        let resumed = loop {
+            let Some(rrx) = resume_rx.as_mut() else {
+                break None;
+            };
+            tokio::select! {
+                r = rrx.recv() => break r,
+                out = rx.recv() => match out {
+                    Some(Outbound::Stanza(el)) => held.push(el),
+                    Some(Outbound::Close { .. }) | None => break None,
+                },
+                _ = tokio::time::sleep_until(deadline) => break None,
+                _ = server.shutdown.cancelled() => break None,
+            }
+        };
+        let Some(r) = resumed else { break End::Lost };
+        if sm.ack(r.h).is_err() {
+            sm.unacked.clear();
+        }
+        conn.t = r.transport;
+        conn.queue = r.queue;
+        conn.lang = r.lang.or(conn.lang.take());
+        let mut replay = vec![Element::new("resumed", sm::NS)
+            .with_attr("previd", sm.id.clone().unwrap_or_default())
+            .with_attr("h", sm.h_in.to_string())];
+        replay.extend(sm.unacked.iter().cloned());
+        if conn.t.send(&replay).await.is_err() {
+            continue;
+        }
+        tracing::debug!(%jid, "session resumed");
+    };
+    if let Some(id) = &sm.id {
+        server.sm.remove(id);
+    }
+    server.sessions.remove(&jid, handle.id);
+    presence::broadcast_unavailable(&server, &handle, None).await;
+    conn.finish(end).await;
+    // Messages that reached this session but not (provably) the client are routed again: other
+    // resources or offline storage get them, so a closing session loses nothing.
+    rx.close();
+    let mut leftovers: Vec<Element> = sm.unacked.drain(..).collect();
+    leftovers.append(&mut held);
+    while let Ok(out) = rx.try_recv() {
+        if let Outbound::Stanza(el) = out {
+            leftovers.push(el);
+        }
+    }
+    for el in leftovers {
+        if el.name() == "message" && el.attr("type") != Some("error") {
+            let mut el = el;
+            // Undeliverable to this resource now: aim at the account instead.
+            el.set_attr("to", jid.to_bare().to_string());
+            router::deliver(&server, el).await;
+        }
+    }
+    tracing::debug!(%jid, "session ended");
+}
+
+/// Serves one connection of a session until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn run_connection(
+    conn: &mut Conn,
+    jid: &FullJid,
+    handle: &SessionHandle,
+    rx: &mut mpsc::Receiver<Outbound>,
+    sm: &mut sm::State,
+    resume_rx: &mut Option<mpsc::Receiver<sm::Resumption>>,
+    held: &mut Vec<Element>,
+) -> End {
+    let server = conn.server.clone();
     let ping_every = Duration::from_secs(server.config.limits.ping_interval_seconds.max(1));
     let ping_timeout = Duration::from_secs(server.config.limits.ping_timeout_seconds.max(1));
     let mut deadline = Instant::now() + ping_every;
     let mut ping_pending: Option<String> = None;
-    let end: End = loop {
+    if !held.is_empty() {
+        let mut batch = std::mem::take(held);
+        if sm.sending(&batch) {
+            batch.push(Element::new("r", sm::NS));
+        }
+        if conn.t.send(&batch).await.is_err() {
+            return End::Lost;
+        }
+    }
+    loop {
         if let Some(ev) = conn.queue.pop_front() {
             match ev {
+                StreamEvent::Stanza(el) if el.ns() == sm::NS => {
+                    if let Some(e) = stream_management(conn, jid, sm, resume_rx, &el).await {
+                        return e;
+                    }
+                    continue;
+                }
                 StreamEvent::Stanza(el) => {
+                    sm.received(&el);
                     if let Some(e) = handle_client_stanza(
                         &server,
-                        &handle,
+                        handle,
                         el,
                         &mut ping_pending,
                         conn.lang.as_deref(),
                     )
                     .await
                     {
-                        break e;
+                        return e;
                     }
                     continue;
                 }
-                StreamEvent::Close => break End::Closed,
-                StreamEvent::Header(_) => break End::Error("not-well-formed", None),
+                StreamEvent::Close => return End::Closed,
+                StreamEvent::Header(_) => return End::Error("not-well-formed", None),
             }
         }
         tokio::select! {
@@ -414,15 +560,18 @@ async fn session(
                             Err(_) => break,
                         }
                     }
+                    if sm.sending(&batch) {
+                        batch.push(Element::new("r", sm::NS));
+                    }
                     if conn.t.send(&batch).await.is_err() {
-                        break End::Lost;
+                        return End::Lost;
                     }
                     if let Some((c, t)) = close {
-                        break End::Error(c, t);
+                        return End::Error(c, t);
                     }
                 }
-                Some(Outbound::Close { condition, text }) => break End::Error(condition, text),
-                None => break End::Lost,
+                Some(Outbound::Close { condition, text }) => return End::Error(condition, text),
+                None => return End::Lost,
             },
             r = conn.t.read_events_vec() => match r {
                 Ok(evs) => {
@@ -430,11 +579,11 @@ async fn session(
                     deadline = Instant::now() + ping_every;
                     ping_pending = None;
                 }
-                Err(e) => break e.into(),
+                Err(e) => return e.into(),
             },
             _ = tokio::time::sleep_until(deadline) => {
                 if ping_pending.is_some() {
-                    break End::Error("connection-timeout", Some("no answer to ping".into()));
+                    return End::Error("connection-timeout", Some("no answer to ping".into()));
                 }
                 let id = format!("ping{}", server.next_id());
                 let ping = Element::new("iq", ns::CLIENT)
@@ -444,7 +593,7 @@ async fn session(
                     .with_attr("to", jid.to_string())
                     .with_child(Element::new("ping", "urn:xmpp:ping"));
                 if conn.t.send(&[ping]).await.is_err() {
-                    break End::Lost;
+                    return End::Lost;
                 }
                 ping_pending = Some(id);
                 deadline = Instant::now() + ping_timeout;
@@ -456,24 +605,66 @@ async fn session(
                     batch.push(e);
                 }
                 let _ = conn.t.send(&batch).await;
-                break End::Error("system-shutdown", None);
+                return End::Error("system-shutdown", None);
             },
         }
-    };
-    server.sessions.remove(&jid, handle.id);
-    presence::broadcast_unavailable(&server, &handle, None).await;
-    conn.finish(end).await;
-    // Stanzas that reached the inbox but not the client are routed again (offline storage for
-    // messages), so a closing session loses nothing.
-    rx.close();
-    while let Ok(out) = rx.try_recv() {
-        if let Outbound::Stanza(el) = out {
-            if el.name() == "message" {
-                router::deliver(&server, el).await;
-            }
-        }
     }
-    tracing::debug!(%jid, "session ended");
+}
+
+/// `<enable/>`, `<r/>` and `<a/>` on a bound stream (XEP-0198).
+async fn stream_management(
+    conn: &mut Conn,
+    jid: &FullJid,
+    sm: &mut sm::State,
+    resume_rx: &mut Option<mpsc::Receiver<sm::Resumption>>,
+    el: &Element,
+) -> Option<End> {
+    let server = conn.server.clone();
+    let reply = match el.name() {
+        "enable" if sm.enabled => Element::new("failed", sm::NS)
+            .with_child(Element::new("unexpected-request", ns::STANZAS_ERR)),
+        "enable" => {
+            sm.enabled = true;
+            let mut enabled = Element::new("enabled", sm::NS);
+            if matches!(el.attr("resume"), Some("true" | "1")) {
+                let id: String = rand::thread_rng()
+                    .sample_iter(&rand::distributions::Alphanumeric)
+                    .take(20)
+                    .map(char::from)
+                    .collect();
+                let (tx, rx) = mpsc::channel(1);
+                server.sm.insert(id.clone(), jid.to_bare(), tx);
+                *resume_rx = Some(rx);
+                sm.id = Some(id.clone());
+                enabled.set_attr("id", id);
+                enabled.set_attr("resume", "true");
+                enabled.set_attr(
+                    "max",
+                    server.config.limits.resume_timeout_seconds.to_string(),
+                );
+            }
+            enabled
+        }
+        "r" if sm.enabled => sm.ack_element(),
+        "a" if sm.enabled => {
+            let ok = el
+                .attr("h")
+                .and_then(|h| h.parse::<u32>().ok())
+                .map(|h| sm.ack(h));
+            return match ok {
+                Some(Ok(())) => None,
+                _ => Some(End::Error(
+                    "undefined-condition",
+                    Some("acknowledged more stanzas than were sent".into()),
+                )),
+            };
+        }
+        _ => return Some(End::Error("unsupported-stanza-type", None)),
+    };
+    if conn.t.send(&[reply]).await.is_err() {
+        return Some(End::Lost);
+    }
+    None
 }
 
 /// One stanza from the client; returns how the stream ends if it must.

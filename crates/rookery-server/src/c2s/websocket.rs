@@ -132,6 +132,6 @@ impl Transport for WsTransport {
 
 /// Runs a c2s session over an upgraded WebSocket.
 pub async fn serve(server: Arc<Server>, socket: WebSocket, peer: IpAddr, tls: bool) {
-    let mut t = WsTransport::new(&server, socket, peer, tls);
-    super::stream::run(server, &mut t).await;
+    let t = WsTransport::new(&server, socket, peer, tls);
+    super::stream::run(server, Box::new(t)).await;
 }
