@@ -9,4 +9,3 @@ CREATE TABLE archive (
 CREATE UNIQUE INDEX archive_owner_id ON archive(owner, id);
 CREATE INDEX archive_owner_seq ON archive(owner, seq);
 CREATE INDEX archive_owner_with ON archive(owner, with_jid, seq);
-CREATE INDEX archive_ts ON archive(ts);

@@ -120,7 +120,8 @@ fn archivable(el: &Element) -> bool {
 impl Mam {
     fn writer(&self, server: &Server) -> &mpsc::Sender<Write> {
         self.writer.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(4096);
+            // Deep enough to absorb bursts without making senders wait on the disk.
+            let (tx, rx) = mpsc::channel(65536);
             tokio::spawn(write_loop(server.storage.clone(), rx));
             tx
         })

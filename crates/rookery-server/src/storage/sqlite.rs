@@ -415,18 +415,18 @@ impl ArchiveStore for SqliteStorage {
         if batch.is_empty() {
             return Ok(());
         }
-        // One transaction per batch: the cost of archiving is shared by many messages.
+        // Multi-row inserts in one transaction: the cost of archiving is shared by many messages.
         let mut tx = self.pool.begin().await.map_err(err)?;
-        for (owner, m) in batch {
-            sqlx::query("INSERT OR IGNORE INTO archive (owner, id, ts, with_jid, stanza) VALUES (?,?,?,?,?)")
-                .bind(owner)
-                .bind(&m.id)
-                .bind(m.timestamp)
-                .bind(&m.with)
-                .bind(&m.stanza)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+        for chunk in batch.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO archive (owner, id, ts, with_jid, stanza) ");
+            qb.push_values(chunk, |mut b, (owner, m)| {
+                b.push_bind(owner)
+                    .push_bind(&m.id)
+                    .push_bind(m.timestamp)
+                    .push_bind(&m.with)
+                    .push_bind(&m.stanza);
+            });
+            qb.build().execute(&mut *tx).await.map_err(err)?;
         }
         tx.commit().await.map_err(err)
     }
