@@ -366,10 +366,9 @@ async def test_fifty_occupants(server, clients):
     n = 50
     owner = await muc_user(clients, "owner")
     await create_instant_room(owner, room, "Owner")
-    for i in range(1, n + 1):
-        server.add_user("u%02d" % i, PASSWORD)
 
     async def enter(i):
+        await asyncio.to_thread(server.add_user, "u%02d" % i, PASSWORD)  # the CLI, off the event loop
         c = await clients.login("u%02d" % i, PASSWORD, plugins=MUC_PLUGINS, roster=False)
         await join(c, room, "n%02d" % i, maxstanzas=0)
         return c

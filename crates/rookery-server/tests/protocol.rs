@@ -694,3 +694,49 @@ async fn archive_pages_through_500_messages_both_ways() {
     let e = bob.recv_until(|e| e.attr("id") == Some("bad")).await;
     assert_eq!(error_condition(&e).as_deref(), Some("item-not-found"));
 }
+
+#[tokio::test]
+async fn inactive_clients_get_presence_late_and_deduplicated() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let mut bob = s.login("bob", "pw123456").await;
+    // Mutual subscription so presence flows.
+    alice
+        .send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    bob.recv_until(|e| e.attr("type") == Some("subscribe"))
+        .await;
+    bob.send("<presence to='alice@localhost' type='subscribed'/>")
+        .await;
+    alice
+        .recv_until(|e| e.name() == "presence" && e.attr("from") == Some("bob@localhost/r"))
+        .await;
+    alice.drain().await;
+    alice.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    bob.send("<presence><show>away</show></presence>").await;
+    bob.send("<presence><show>dnd</show></presence>").await;
+    bob.send("<message to='alice@localhost/r' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>").await;
+    bob.drain().await;
+    bob.send("<message to='alice@localhost/r' type='chat'><body>wake up</body></message>")
+        .await;
+    // Held presence (only the latest) and the chat state come first, then the message.
+    let p = alice.recv().await;
+    assert_eq!(
+        (p.name(), p.child_text("show", ns::CLIENT).as_deref()),
+        ("presence", Some("dnd")),
+        "{p}"
+    );
+    let cs = alice.recv().await;
+    assert!(
+        cs.has_child("composing", "http://jabber.org/protocol/chatstates"),
+        "{cs}"
+    );
+    let m = alice.recv().await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("wake up"));
+    alice.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+    bob.send("<presence/>").await;
+    let p = alice.recv_until(|e| e.name() == "presence").await;
+    assert_eq!(p.attr("from"), Some("bob@localhost/r"));
+}

@@ -14,6 +14,29 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// XEP-0352 Client State Indication.
+const CSI: &str = "urn:xmpp:csi:0";
+
+/// Stanzas a client marked inactive can do without until something important arrives: presence
+/// broadcasts and messages that only carry chat states (XEP-0352 §5).
+fn can_wait(el: &Element) -> bool {
+    match el.name() {
+        "presence" => !matches!(
+            el.attr("type"),
+            Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "error")
+        ),
+        "message" => {
+            el.attr("type") != Some("error")
+                && !el.has_child("body", ns::CLIENT)
+                && !el.has_child("subject", ns::CLIENT)
+                && el.children().all(|c| {
+                    c.ns() == "http://jabber.org/protocol/chatstates" || c.ns() == "urn:xmpp:delay"
+                })
+        }
+        _ => false,
+    }
+}
+
 /// Inbox size per session; beyond it senders get an error instead of piling up memory.
 const INBOX: usize = 1024;
 
@@ -372,6 +395,7 @@ fn post_auth_features(server: &Server) -> Element {
     Element::new("features", ns::STREAM)
         .with_child(Element::new("bind", ns::BIND))
         .with_child(Element::new("sm", sm::NS))
+        .with_child(Element::new("csi", CSI))
         .with_child(
             Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
         )
@@ -509,6 +533,9 @@ async fn run_connection(
     let ping_timeout = Duration::from_secs(server.config.limits.ping_timeout_seconds.max(1));
     let mut deadline = Instant::now() + ping_every;
     let mut ping_pending: Option<String> = None;
+    // Client State Indication: while inactive, unimportant stanzas wait here.
+    let mut inactive = false;
+    let mut waiting: Vec<Element> = Vec::new();
     if !held.is_empty() {
         let mut batch = std::mem::take(held);
         if sm.sending(&batch) {
@@ -521,6 +548,25 @@ async fn run_connection(
     loop {
         if let Some(ev) = conn.queue.pop_front() {
             match ev {
+                StreamEvent::Stanza(el) if el.ns() == CSI => {
+                    match el.name() {
+                        "inactive" => inactive = true,
+                        "active" => {
+                            inactive = false;
+                            if !waiting.is_empty() {
+                                let mut batch = std::mem::take(&mut waiting);
+                                if sm.sending(&batch) {
+                                    batch.push(Element::new("r", sm::NS));
+                                }
+                                if conn.t.send(&batch).await.is_err() {
+                                    return End::Lost;
+                                }
+                            }
+                        }
+                        _ => return End::Error("unsupported-stanza-type", None),
+                    }
+                    continue;
+                }
                 StreamEvent::Stanza(el) if el.ns() == sm::NS => {
                     if let Some(e) = stream_management(conn, jid, sm, resume_rx, &el).await {
                         return e;
@@ -559,6 +605,22 @@ async fn run_connection(
                             Ok(Outbound::Close { condition, text }) => { close = Some((condition, text)); break; }
                             Err(_) => break,
                         }
+                    }
+                    if inactive && close.is_none() {
+                        if batch.iter().all(can_wait) && waiting.len() < 1000 {
+                            // Only the latest presence of each sender matters.
+                            for el in batch {
+                                if el.name() == "presence" {
+                                    let from = el.attr("from").map(str::to_string);
+                                    waiting.retain(|w| !(w.name() == "presence" && w.attr("from").map(str::to_string) == from));
+                                }
+                                waiting.push(el);
+                            }
+                            continue;
+                        }
+                        // Something important: what waited goes first, in order.
+                        waiting.append(&mut batch);
+                        batch = std::mem::take(&mut waiting);
                     }
                     if sm.sending(&batch) {
                         batch.push(Element::new("r", sm::NS));

@@ -418,7 +418,9 @@ impl ArchiveStore for SqliteStorage {
         // Multi-row inserts in one transaction: the cost of archiving is shared by many messages.
         let mut tx = self.pool.begin().await.map_err(err)?;
         for chunk in batch.chunks(500) {
-            let mut qb = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO archive (owner, id, ts, with_jid, stanza) ");
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT OR IGNORE INTO archive (owner, id, ts, with_jid, stanza) ",
+            );
             qb.push_values(chunk, |mut b, (owner, m)| {
                 b.push_bind(owner)
                     .push_bind(&m.id)
