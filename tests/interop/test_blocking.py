@@ -117,8 +117,6 @@ async def test_blocked_contact_does_not_see_presence_updates(server, clients):
                     what="Alice's presence update while Alice blocks Bob (XEP-0191 3.3: she must appear offline)")
 
 
-@pytest.mark.xfail(reason="server: inbound presence skips the blocklist, so the blocked contact's presence "
-                          "broadcasts still reach the user", strict=True)
 async def test_user_gets_no_presence_from_blocked_contact(server, clients):
     phone, laptop, bob = await setup(server, clients)
     await block(laptop, bob.bare)

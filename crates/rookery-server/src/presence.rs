@@ -98,19 +98,29 @@ async fn inbound_inner(server: &Server, el: Element, to: Jid) {
         router::to_service(server, &d, el).await;
         return;
     }
-    let target = match classify(server, &to) {
-        Dest::Bare(b) => b,
-        Dest::Full(f) => {
-            if is_subscription(&ptype) {
-                f.to_bare()
-            } else {
-                // Full-JID presence goes only to that session; if it is gone, nothing happens (§4.6).
-                router::deliver_to_full(server, el);
-                return;
-            }
-        }
+    let (target, full) = match classify(server, &to) {
+        Dest::Bare(b) => (b, false),
+        Dest::Full(f) => (f.to_bare(), !is_subscription(&ptype)),
         _ => return,
     };
+    // Blocking and similar filters, on both ends when the sender is local too.
+    let sender = el.attr("from").and_then(|f| Jid::new(f).ok()).map(|j| j.to_bare());
+    if let Some(from) = &sender {
+        if server.config.is_local_host(from.domain().as_str())
+            && from.node().is_some()
+            && !router::admit_outbound(server, from, &el).await
+        {
+            return;
+        }
+    }
+    if !router::admit_inbound(server, &target, &el).await {
+        return;
+    }
+    if full {
+        // Full-JID presence goes only to that session; if it is gone, nothing happens (§4.6).
+        router::deliver_to_full(server, el);
+        return;
+    }
     if is_subscription(&ptype) {
         let Some(from) = el
             .attr("from")
