@@ -101,8 +101,6 @@ async def test_block_and_unblock(server, clients):
                      what="Alice's presence broadcast after unblocking")
 
 
-@pytest.mark.xfail(reason="server: presence broadcasts (no 'to') skip the blocklist, so a blocked subscriber "
-                          "still gets the user's presence updates", strict=True)
 async def test_blocked_contact_does_not_see_presence_updates(server, clients):
     phone, laptop, bob = await setup(server, clients)
     await block(phone, bob.bare)
