@@ -104,7 +104,10 @@ async fn inbound_inner(server: &Server, el: Element, to: Jid) {
         _ => return,
     };
     // Blocking and similar filters, on both ends when the sender is local too.
-    let sender = el.attr("from").and_then(|f| Jid::new(f).ok()).map(|j| j.to_bare());
+    let sender = el
+        .attr("from")
+        .and_then(|f| Jid::new(f).ok())
+        .map(|j| j.to_bare());
     if let Some(from) = &sender {
         if server.config.is_local_host(from.domain().as_str())
             && from.node().is_some()

@@ -1,7 +1,8 @@
 //! XEP-0191 Blocking Command: a per-user blocklist, enforced both ways on the routing path.
 
 use super::{
-    IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, StanzaHook, Verdict,
+    IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook, StanzaHook,
+    Verdict,
 };
 use crate::Server;
 use async_trait::async_trait;
@@ -30,7 +31,8 @@ impl Module for Blocking {
         reg.iq(NS, "unblock", On::Account, self.clone());
         reg.server_feature(NS);
         reg.account_feature(NS);
-        reg.stanza_hook(self);
+        reg.stanza_hook(self.clone());
+        reg.hook(self);
     }
 }
 
@@ -260,5 +262,31 @@ mod tests {
         assert!(!matches("h", &j("x@other")));
         assert!(matches("h/r", &j("h/r")));
         assert!(!matches("h/r", &j("x@h/r")));
+    }
+}
+
+/// The cache is filled when a session becomes available, so the routing path rarely waits on
+/// storage, and emptied when the user's last session goes.
+#[async_trait]
+impl SessionHook for Blocking {
+    async fn on_available(&self, server: &Server, session: &crate::session::SessionHandle) {
+        self.list(server, &session.bare()).await;
+    }
+
+    async fn on_unavailable(
+        &self,
+        server: &Server,
+        session: &crate::session::SessionHandle,
+        _status: Option<String>,
+    ) {
+        let user = session.bare();
+        if !server
+            .sessions
+            .resources(&user)
+            .iter()
+            .any(|s| s.id != session.id && s.is_available())
+        {
+            self.cache.remove(&user);
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! ids and XEP-0059 paging. Writes go through one batching task, so archiving costs one
 //! transaction per batch rather than per message.
 
-use super::{IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, StanzaHook};
+use super::{
+    IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook, StanzaHook,
+};
 use crate::forms::{self, Field};
 use crate::session::SessionHandle;
 use crate::Server;
@@ -63,7 +65,8 @@ impl Module for Mam {
         reg.account_feature("urn:xmpp:mam:2#extended");
         reg.account_feature("urn:xmpp:mam:2#flip-page");
         reg.account_feature(SID);
-        reg.stanza_hook(self);
+        reg.stanza_hook(self.clone());
+        reg.hook(self);
     }
 }
 
@@ -442,5 +445,31 @@ impl Mam {
             fin.set_attr("complete", "true");
         }
         Ok(IqReply::Payload(fin))
+    }
+}
+
+/// The cache is filled when a session becomes available, so the routing path rarely waits on
+/// storage, and emptied when the user's last session goes.
+#[async_trait]
+impl SessionHook for Mam {
+    async fn on_available(&self, server: &Server, session: &crate::session::SessionHandle) {
+        self.prefs(server, &session.bare()).await;
+    }
+
+    async fn on_unavailable(
+        &self,
+        server: &Server,
+        session: &crate::session::SessionHandle,
+        _status: Option<String>,
+    ) {
+        let user = session.bare();
+        if !server
+            .sessions
+            .resources(&user)
+            .iter()
+            .any(|s| s.id != session.id && s.is_available())
+        {
+            self.prefs.remove(&user);
+        }
     }
 }
