@@ -76,6 +76,8 @@ pub struct ListenConfig {
     pub c2s_direct_tls: Vec<String>,
     /// HTTP: the web app, WebSocket and BOSH.
     pub http: Vec<String>,
+    /// The same over TLS (HTTPS, WSS), with the hosts' certificates.
+    pub https: Vec<String>,
 }
 
 impl Default for ListenConfig {
@@ -84,6 +86,7 @@ impl Default for ListenConfig {
             c2s: vec!["0.0.0.0:5222".into()],
             c2s_direct_tls: vec!["0.0.0.0:5223".into()],
             http: vec!["127.0.0.1:5280".into()],
+            https: Vec::new(),
         }
     }
 }

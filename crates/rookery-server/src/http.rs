@@ -4,11 +4,13 @@
 use crate::c2s::{bosh, websocket};
 use crate::Server;
 use axum::body::Bytes;
+use axum::extract::connect_info::Connected;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use axum::Router;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,85 @@ use tower_http::services::{ServeDir, ServeFile};
 struct AppState {
     server: Arc<Server>,
     bosh: Arc<bosh::Sessions>,
+    /// This listener is HTTPS: its WebSocket and BOSH clients are encrypted.
+    tls: bool,
+}
+
+/// The peer address, for plain and TLS listeners alike.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(s: IncomingStream<'_, TcpListener>) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(s: IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
+/// An HTTPS listener: handshakes run in their own tasks so a slow client cannot stall accept.
+pub struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(server: &Server, listener: TcpListener) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let acceptor = server.tls.https.clone();
+        let shutdown = server.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let (sock, peer) = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok(x) => x,
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    _ = shutdown.cancelled() => return,
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let hs = tokio::time::timeout(
+                        std::time::Duration::from_secs(30),
+                        acceptor.accept(sock),
+                    );
+                    if let Ok(Ok(tls)) = hs.await {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(x) => x,
+            // The accept task ended (shutdown): never yield another connection.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
 }
 
 /// Where the built web app lives: config `http.web_root`, `ROOKERY_WEB_ROOT`, else `web/dist`.
@@ -34,10 +115,11 @@ pub fn web_root(server: &Server) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("web/dist"))
 }
 
-pub fn router(server: Arc<Server>) -> Router {
+pub fn router(server: Arc<Server>, tls: bool, bosh: Arc<bosh::Sessions>) -> Router {
     let state = AppState {
         server: server.clone(),
-        bosh: Arc::default(),
+        bosh,
+        tls,
     };
     let cors = {
         let origins = &server.config.http.cors_origins;
@@ -76,7 +158,7 @@ pub fn router(server: Arc<Server>) -> Router {
 
 async fn ws(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let limit = st.server.config.limits.max_stanza_bytes;
@@ -90,7 +172,7 @@ async fn ws(
             async move {
                 // Tracked, so shutdown waits for the session to flush.
                 let _ = tracker
-                    .spawn(websocket::serve(server, socket, peer.ip(), false))
+                    .spawn(websocket::serve(server, socket, peer.ip(), st.tls))
                     .await;
             }
         })
@@ -105,10 +187,10 @@ async fn bosh_info() -> impl IntoResponse {
 
 async fn bosh_post(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     body: Bytes,
 ) -> Response {
-    let reply = bosh::handle(st.server.clone(), st.bosh.clone(), peer.ip(), false, &body).await;
+    let reply = bosh::handle(st.server.clone(), st.bosh.clone(), peer.ip(), st.tls, &body).await;
     (
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
         [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
@@ -117,7 +199,7 @@ async fn bosh_post(
         .into_response()
 }
 
-fn endpoints(headers: &HeaderMap) -> (String, String) {
+fn endpoints(headers: &HeaderMap, tls: bool) -> (String, String) {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -126,14 +208,19 @@ fn endpoints(headers: &HeaderMap) -> (String, String) {
                 .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         })
         .unwrap_or("localhost");
+    let (ws, http) = if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     (
-        format!("ws://{host}/xmpp-websocket"),
-        format!("http://{host}/http-bind"),
+        format!("{ws}://{host}/xmpp-websocket"),
+        format!("{http}://{host}/http-bind"),
     )
 }
 
-async fn host_meta(headers: HeaderMap) -> impl IntoResponse {
-    let (ws, bosh) = endpoints(&headers);
+async fn host_meta(State(st): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let (ws, bosh) = endpoints(&headers, st.tls);
     let xml = format!(
         "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\
          <Link rel='urn:xmpp:alt-connections:websocket' href='{ws}'/>\
@@ -142,8 +229,8 @@ async fn host_meta(headers: HeaderMap) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/xrd+xml")], xml)
 }
 
-async fn host_meta_json(headers: HeaderMap) -> impl IntoResponse {
-    let (ws, bosh) = endpoints(&headers);
+async fn host_meta_json(State(st): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let (ws, bosh) = endpoints(&headers, st.tls);
     let json = serde_json::json!({
         "links": [
             {"rel": "urn:xmpp:alt-connections:websocket", "href": ws},
@@ -156,16 +243,25 @@ async fn host_meta_json(headers: HeaderMap) -> impl IntoResponse {
     )
 }
 
-pub async fn serve(server: Arc<Server>, listener: TcpListener) {
+pub async fn serve(server: Arc<Server>, listener: TcpListener, bosh: Arc<bosh::Sessions>) {
     let shutdown = server.shutdown.clone();
-    let app = router(server);
-    let r = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await;
+    let app = router(server, false, bosh);
+    let r = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
     if let Err(e) = r {
         tracing::error!(%e, "http server failed");
+    }
+}
+
+/// HTTPS (and WSS): the same routes behind TLS with the hosts' certificates.
+pub async fn serve_tls(server: Arc<Server>, listener: TlsListener, bosh: Arc<bosh::Sessions>) {
+    let shutdown = server.shutdown.clone();
+    let app = router(server, true, bosh);
+    let r = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(%e, "https server failed");
     }
 }

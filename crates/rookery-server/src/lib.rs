@@ -82,6 +82,7 @@ pub struct Running {
     pub c2s: Vec<SocketAddr>,
     pub c2s_direct_tls: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
     listeners: JoinSet<()>,
 }
 
@@ -132,19 +133,32 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
             listeners.spawn(c2s::accept_loop(server.clone(), l, direct_tls));
         }
     }
+    // BOSH sessions are shared, so a client may poll any HTTP listener.
+    let bosh: Arc<c2s::bosh::Sessions> = Arc::default();
     for a in &server.config.listen.http {
         let l = TcpListener::bind(a)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
         http_addrs.push(l.local_addr()?);
         tracing::info!(addr = %l.local_addr()?, "http listening");
-        listeners.spawn(http::serve(server.clone(), l));
+        listeners.spawn(http::serve(server.clone(), l, bosh.clone()));
+    }
+    let mut https_addrs = Vec::new();
+    for a in &server.config.listen.https {
+        let l = TcpListener::bind(a)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+        https_addrs.push(l.local_addr()?);
+        tracing::info!(addr = %l.local_addr()?, "https listening");
+        let tl = http::TlsListener::new(&server, l)?;
+        listeners.spawn(http::serve_tls(server.clone(), tl, bosh.clone()));
     }
     Ok(Running {
         server,
         c2s,
         c2s_direct_tls: direct,
         http: http_addrs,
+        https: https_addrs,
         listeners,
     })
 }

@@ -265,3 +265,109 @@ async fn host_meta_lists_both_endpoints() {
         "{resp}"
     );
 }
+
+#[tokio::test]
+async fn https_serves_host_meta_with_secure_endpoints_and_wss_works() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    let connector = tokio_rustls::TlsConnector::from(rookery_bench::tls::client_config().unwrap());
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(s.https).await.unwrap();
+    let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+    tls.write_all(b"GET /.well-known/host-meta.json HTTP/1.1\r\nHost: chat.example\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut resp = Vec::new();
+    let _ = tls.read_to_end(&mut resp).await;
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.contains("wss://chat.example/xmpp-websocket"), "{resp}");
+    assert!(resp.contains("https://chat.example/http-bind"), "{resp}");
+    // XMPP over WSS: PLAIN is offered because the connection is encrypted.
+    let tcp = tokio::net::TcpStream::connect(s.https).await.unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let mut req = "wss://localhost/xmpp-websocket"
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "xmpp".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    ws.send(Message::Text(
+        format!("<open xmlns='{FRAMING}' to='localhost' version='1.0'/>").into(),
+    ))
+    .await
+    .unwrap();
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        if let Message::Text(t) = tokio::time::timeout(common::WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            texts.push(t.to_string());
+        }
+    }
+    let f = Element::parse(&texts[1]).unwrap();
+    assert!(
+        f.get_child("mechanisms", ns::SASL)
+            .unwrap()
+            .children()
+            .any(|m| m.text() == "PLAIN"),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn a_bosh_client_that_stops_polling_goes_unavailable() {
+    let s = TestServer::start_with(|c| c.http.bosh_inactivity_seconds = 1).await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let (_, b) = post(
+        &s,
+        &format!("<body xmlns='{HB}' rid='1' to='localhost' wait='1' hold='1'/>"),
+    )
+    .await;
+    let sid = b.attr("sid").unwrap().to_string();
+    post(
+        &s,
+        &bosh(
+            &sid,
+            2,
+            &format!(
+                "<auth xmlns='{}' mechanism='PLAIN'>{}</auth>",
+                ns::SASL,
+                plain("bob", "pw123456")
+            ),
+        ),
+    )
+    .await;
+    post(&s, &format!("<body xmlns='{HB}' sid='{sid}' rid='3' xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'/>")).await;
+    post(&s, &bosh(&sid, 4, "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")).await;
+    post(
+        &s,
+        &bosh(
+            &sid,
+            5,
+            "<presence xmlns='jabber:client' to='alice@localhost'/>",
+        ),
+    )
+    .await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let _ = alice.drain().await;
+    // Bob sent directed presence to Alice; when his session times out she gets unavailable.
+    post(
+        &s,
+        &bosh(
+            &sid,
+            6,
+            "<presence xmlns='jabber:client' to='alice@localhost/r'/>",
+        ),
+    )
+    .await;
+    let p = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("type").is_none())
+        .await;
+    assert!(p.attr("from").unwrap().starts_with("bob@localhost/"));
+    let gone = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("unavailable"))
+        .await;
+    assert!(gone.attr("from").unwrap().starts_with("bob@localhost/"));
+}

@@ -19,6 +19,7 @@ pub struct TestServer {
     pub c2s: SocketAddr,
     pub direct: SocketAddr,
     pub http: SocketAddr,
+    pub https: SocketAddr,
     pub server: Arc<Server>,
     _dir: tempfile::TempDir,
 }
@@ -37,6 +38,7 @@ impl TestServer {
         config.listen.c2s = vec!["127.0.0.1:0".into()];
         config.listen.c2s_direct_tls = vec!["127.0.0.1:0".into()];
         config.listen.http = vec!["127.0.0.1:0".into()];
+        config.listen.https = vec!["127.0.0.1:0".into()];
         tweak(&mut config);
         let server = Server::with_storage(config, Arc::new(MemoryStorage::default())).unwrap();
         let running = rookery_server::start_with(server.clone()).await.unwrap();
@@ -44,6 +46,7 @@ impl TestServer {
             c2s: running.c2s[0],
             direct: running.c2s_direct_tls[0],
             http: running.http[0],
+            https: running.https[0],
             server,
             running: Some(running),
             _dir: dir,
