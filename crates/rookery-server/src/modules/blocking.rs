@@ -248,23 +248,6 @@ impl StanzaHook for Blocking {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn item_matching_follows_xep_0016() {
-        let j = |s: &str| Jid::new(s).unwrap();
-        assert!(matches("a@h", &j("a@h/r")));
-        assert!(matches("a@h", &j("a@h")));
-        assert!(!matches("a@h/r", &j("a@h/s")));
-        assert!(matches("h", &j("x@h/r")));
-        assert!(!matches("h", &j("x@other")));
-        assert!(matches("h/r", &j("h/r")));
-        assert!(!matches("h/r", &j("x@h/r")));
-    }
-}
-
 /// The cache is filled when a session becomes available, so the routing path rarely waits on
 /// storage, and emptied when the user's last session goes.
 #[async_trait]
@@ -288,5 +271,22 @@ impl SessionHook for Blocking {
         {
             self.cache.remove(&user);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_matching_follows_xep_0016() {
+        let j = |s: &str| Jid::new(s).unwrap();
+        assert!(matches("a@h", &j("a@h/r")));
+        assert!(matches("a@h", &j("a@h")));
+        assert!(!matches("a@h/r", &j("a@h/s")));
+        assert!(matches("h", &j("x@h/r")));
+        assert!(!matches("h", &j("x@other")));
+        assert!(matches("h/r", &j("h/r")));
+        assert!(!matches("h/r", &j("x@h/r")));
     }
 }
