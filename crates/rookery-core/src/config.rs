@@ -188,6 +188,14 @@ pub struct ModulesConfig {
     pub version: VersionOptions,
     pub disco: DiscoOptions,
     pub muc: MucOptions,
+    pub mam: MamOptions,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MamOptions {
+    /// Days archived messages are kept (0: forever).
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

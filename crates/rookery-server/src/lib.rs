@@ -1,6 +1,7 @@
 //! The Rookery server: listeners, c2s streams, the router, modules and storage (RFC 6120, 6121).
 
 pub mod accounts;
+pub mod archive;
 pub mod c2s;
 pub mod forms;
 pub mod http;
@@ -35,6 +36,8 @@ pub struct Server {
     /// Recent authentication failures per address, for the growing delay.
     pub auth_failures: Mutex<std::collections::HashMap<IpAddr, (u32, Instant)>>,
     next_id: AtomicU64,
+    /// Batched writes to message archives (XEP-0313).
+    pub archive: archive::ArchiveWriter,
     /// Sessions that may be resumed (XEP-0198).
     pub sm: c2s::sm::Registry,
     /// Connection tasks, so shutdown can wait for each to flush.
@@ -68,6 +71,7 @@ impl Server {
             next_id: AtomicU64::new(1),
             connections: tokio_util::task::TaskTracker::new(),
             sm: c2s::sm::Registry::default(),
+            archive: archive::ArchiveWriter::default(),
         }))
     }
 
@@ -117,6 +121,23 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
         }
     }
     let mut listeners = JoinSet::new();
+    let retention = server.config.modules.mam.retention_days;
+    if retention > 0 {
+        let server = server.clone();
+        listeners.spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                let cutoff =
+                    chrono::Utc::now().timestamp_micros() - retention as i64 * 86_400_000_000;
+                match server.storage.archive_expire(cutoff).await {
+                    Ok(n) if n > 0 => tracing::info!(n, "expired archived messages"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(%e, "archive expiry failed"),
+                }
+            }
+        });
+    }
     let mut c2s = Vec::new();
     let mut direct = Vec::new();
     let mut http_addrs = Vec::new();

@@ -740,3 +740,63 @@ async fn inactive_clients_get_presence_late_and_deduplicated() {
     let p = alice.recv_until(|e| e.name() == "presence").await;
     assert_eq!(p.attr("from"), Some("bob@localhost/r"));
 }
+
+#[tokio::test]
+async fn room_messages_are_archived_with_the_rooms_stanza_ids() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let mut bob = s.login("bob", "pw123456").await;
+    alice.send("<presence to='lounge@conference.localhost/Alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    alice
+        .recv_until(|e| e.has_child("subject", ns::CLIENT))
+        .await;
+    let instant = "<iq type='set' id='cfg' to='lounge@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>";
+    alice.send(instant).await;
+    alice.recv_until(|e| e.attr("id") == Some("cfg")).await;
+    bob.send("<presence to='lounge@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    bob.recv_until(|e| e.has_child("subject", ns::CLIENT)).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        alice.send(&format!("<message to='lounge@conference.localhost' type='groupchat'><body>m{i}</body></message>")).await;
+        let m = bob
+            .recv_until(|e| e.name() == "message" && e.has_child("body", ns::CLIENT))
+            .await;
+        assert_eq!(m.attr("from"), Some("lounge@conference.localhost/Alice"));
+        let sid = m
+            .get_child("stanza-id", "urn:xmpp:sid:0")
+            .expect("room stanza-id");
+        assert_eq!(sid.attr("by"), Some("lounge@conference.localhost"));
+        ids.push(sid.attr("id").unwrap().to_string());
+    }
+    bob.send("<iq type='set' id='q' to='lounge@conference.localhost'><query xmlns='urn:xmpp:mam:2' queryid='x'/></iq>").await;
+    let mut got = Vec::new();
+    loop {
+        let el = bob.recv().await;
+        if el.attr("id") == Some("q") {
+            assert_eq!(el.attr("type"), Some("result"), "{el}");
+            break;
+        }
+        if let Some(r) = el.get_child("result", "urn:xmpp:mam:2") {
+            assert_eq!(el.attr("from"), Some("lounge@conference.localhost"));
+            let inner = r
+                .get_child("forwarded", "urn:xmpp:forward:0")
+                .unwrap()
+                .get_child("message", ns::CLIENT)
+                .unwrap();
+            assert_eq!(
+                inner.attr("from"),
+                Some("lounge@conference.localhost/Alice")
+            );
+            got.push(r.attr("id").unwrap().to_string());
+        }
+    }
+    assert_eq!(got, ids);
+    // Outsiders may not read it.
+    s.add_user("eve", "pw123456").await;
+    let mut eve = s.login("eve", "pw123456").await;
+    eve.send("<iq type='set' id='q2' to='lounge@conference.localhost'><query xmlns='urn:xmpp:mam:2'/></iq>").await;
+    let e = eve.recv_until(|e| e.attr("id") == Some("q2")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("forbidden"));
+}

@@ -12,11 +12,10 @@ use async_trait::async_trait;
 use base64::Engine;
 use dashmap::DashMap;
 use rookery_core::stanza::StanzaError;
-use rookery_core::storage::{ArchiveQuery, Archived, Storage};
+use rookery_core::storage::{ArchiveQuery, Archived};
 use rookery_core::{ns, BareJid, Element, Jid};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, OnceLock};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
 
 pub const NS: &str = "urn:xmpp:mam:2";
 pub const SID: &str = "urn:xmpp:sid:0";
@@ -24,11 +23,6 @@ const RSM: &str = "http://jabber.org/protocol/rsm";
 const FORWARD: &str = "urn:xmpp:forward:0";
 const PREFS: &str = "mam_prefs";
 const MAX_PAGE: usize = 250;
-
-enum Write {
-    Message(String, Archived),
-    Flush(oneshot::Sender<()>),
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Prefs {
@@ -49,7 +43,6 @@ impl Default for Prefs {
 
 #[derive(Default)]
 pub struct Mam {
-    writer: OnceLock<mpsc::Sender<Write>>,
     prefs: DashMap<BareJid, Arc<Prefs>>,
 }
 
@@ -67,30 +60,6 @@ impl Module for Mam {
         reg.account_feature(SID);
         reg.stanza_hook(self.clone());
         reg.hook(self);
-    }
-}
-
-/// The batching writer: takes what has queued up, writes it in one go.
-async fn write_loop(storage: Arc<dyn Storage>, mut rx: mpsc::Receiver<Write>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = Vec::new();
-        let mut flushes = Vec::new();
-        let mut next = Some(first);
-        while let Some(w) = next.take() {
-            match w {
-                Write::Message(o, m) => batch.push((o, m)),
-                Write::Flush(tx) => flushes.push(tx),
-            }
-            if batch.len() < 512 {
-                next = rx.try_recv().ok();
-            }
-        }
-        if let Err(e) = storage.archive_append(&batch).await {
-            tracing::error!(%e, n = batch.len(), "archive write failed");
-        }
-        for f in flushes {
-            let _ = f.send(());
-        }
     }
 }
 
@@ -121,15 +90,6 @@ fn archivable(el: &Element) -> bool {
 }
 
 impl Mam {
-    fn writer(&self, server: &Server) -> &mpsc::Sender<Write> {
-        self.writer.get_or_init(|| {
-            // Deep enough to absorb bursts without making senders wait on the disk.
-            let (tx, rx) = mpsc::channel(65536);
-            tokio::spawn(write_loop(server.storage.clone(), rx));
-            tx
-        })
-    }
-
     async fn prefs(&self, server: &Server, user: &BareJid) -> Arc<Prefs> {
         if let Some(p) = self.prefs.get(user) {
             return p.clone();
@@ -178,17 +138,14 @@ impl Mam {
             with: with.to_string(),
             stanza: stored.to_xml(),
         };
-        let _ = self
-            .writer(server)
-            .send(Write::Message(owner.to_string(), m))
+        server
+            .archive
+            .append(&server.storage, owner.to_string(), m)
             .await;
     }
 
     async fn flush(&self, server: &Server) {
-        let (tx, rx) = oneshot::channel();
-        if self.writer(server).send(Write::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        server.archive.flush(&server.storage).await;
     }
 }
 
@@ -349,103 +306,112 @@ impl Mam {
         user: &BareJid,
         payload: &Element,
     ) -> IqResult {
-        let mut q = ArchiveQuery {
-            max: 50,
-            ..Default::default()
-        };
-        if let Some(x) = payload.get_child("x", forms::NS) {
-            let v = forms::values(x);
-            let one = |k: &str| {
-                v.get(k)
-                    .and_then(|l| l.first())
-                    .filter(|s| !s.is_empty())
-                    .cloned()
-            };
-            if let Some(w) = one("with") {
-                q.with = Some(
-                    Jid::new(&w)
-                        .map_err(|_| StanzaError::jid_malformed())?
-                        .to_string(),
-                );
-            }
-            q.start = one("start").map(|s| parse_time(&s)).transpose()?;
-            q.end = one("end").map(|s| parse_time(&s)).transpose()?;
-            q.before = one("before-id");
-            q.after = one("after-id");
-            q.ids = v.get("ids").cloned().unwrap_or_default();
-        }
-        if let Some(set) = payload.get_child("set", RSM) {
-            if let Some(m) = set.child_text("max", RSM) {
-                q.max = m.trim().parse().map_err(|_| StanzaError::bad_request())?;
-            }
-            if let Some(a) = set.child_text("after", RSM).filter(|a| !a.is_empty()) {
-                q.after = Some(a);
-            }
-            if let Some(b) = set.get_child("before", RSM) {
-                let t = b.text();
-                if t.is_empty() {
-                    q.from_end = true;
-                } else {
-                    q.before = Some(t);
-                }
-            }
-        }
-        q.max = q.max.min(MAX_PAGE);
-        self.flush(server).await;
-        let page = server
-            .storage
-            .archive_query(user.as_str(), &q)
+        run_query(server, user.as_str(), &req.from.to_string(), payload)
             .await
-            .map_err(|e| {
-                if e.0 == "item-not-found" {
-                    StanzaError::item_not_found()
-                } else {
-                    StanzaError::internal_server_error()
-                }
-            })?;
-        let queryid = payload.attr("queryid").map(str::to_string);
-        let to = req.from.to_string();
-        let mut items: Vec<&Archived> = page.items.iter().collect();
-        // XEP-0313 §4.1.3 (extended): the page's messages newest first.
-        if payload.has_child("flip-page", NS) {
-            items.reverse();
-        }
-        for m in items {
-            let Ok(mut inner) = Element::parse(&m.stanza) else {
-                continue;
-            };
-            inner.set_ns(ns::CLIENT);
-            let result = Element::new("result", NS)
-                .with_opt_attr("queryid", queryid.clone())
-                .with_attr("id", m.id.clone())
-                .with_child(
-                    Element::new("forwarded", FORWARD)
-                        .with_child(
-                            Element::new("delay", "urn:xmpp:delay")
-                                .with_attr("stamp", stamp(m.timestamp)),
-                        )
-                        .with_child(inner),
-                );
-            let msg = Element::new("message", ns::CLIENT)
-                .with_attr("from", user.to_string())
-                .with_attr("to", to.clone())
-                .with_child(result);
-            crate::router::deliver_to_full(server, msg);
-        }
-        let mut set = Element::new("set", RSM);
-        if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
-            set.push_child(Element::new("first", RSM).with_text(first.id.clone()));
-            set.push_child(Element::new("last", RSM).with_text(last.id.clone()));
-        }
-        set.push_child(Element::new("count", RSM).with_text(page.count.to_string()));
-        let mut fin = Element::new("fin", NS)
-            .with_opt_attr("queryid", queryid)
-            .with_child(set);
-        if page.complete {
-            fin.set_attr("complete", "true");
-        }
-        Ok(IqReply::Payload(fin))
+            .map(IqReply::Payload)
     }
+}
+
+/// Runs a MAM query against archive `owner` (a user or a room), sends the results to `to`, and
+/// returns the `<fin/>` for the IQ result.
+pub async fn run_query(
+    server: &Server,
+    owner: &str,
+    to: &str,
+    payload: &Element,
+) -> Result<Element, StanzaError> {
+    let mut q = ArchiveQuery {
+        max: 50,
+        ..Default::default()
+    };
+    if let Some(x) = payload.get_child("x", forms::NS) {
+        let v = forms::values(x);
+        let one = |k: &str| {
+            v.get(k)
+                .and_then(|l| l.first())
+                .filter(|s| !s.is_empty())
+                .cloned()
+        };
+        if let Some(w) = one("with") {
+            q.with = Some(
+                Jid::new(&w)
+                    .map_err(|_| StanzaError::jid_malformed())?
+                    .to_string(),
+            );
+        }
+        q.start = one("start").map(|s| parse_time(&s)).transpose()?;
+        q.end = one("end").map(|s| parse_time(&s)).transpose()?;
+        q.before = one("before-id");
+        q.after = one("after-id");
+        q.ids = v.get("ids").cloned().unwrap_or_default();
+    }
+    if let Some(set) = payload.get_child("set", RSM) {
+        if let Some(m) = set.child_text("max", RSM) {
+            q.max = m.trim().parse().map_err(|_| StanzaError::bad_request())?;
+        }
+        if let Some(a) = set.child_text("after", RSM).filter(|a| !a.is_empty()) {
+            q.after = Some(a);
+        }
+        if let Some(b) = set.get_child("before", RSM) {
+            let t = b.text();
+            if t.is_empty() {
+                q.from_end = true;
+            } else {
+                q.before = Some(t);
+            }
+        }
+    }
+    q.max = q.max.min(MAX_PAGE);
+    server.archive.flush(&server.storage).await;
+    let page = server.storage.archive_query(owner, &q).await.map_err(|e| {
+        if e.0 == "item-not-found" {
+            StanzaError::item_not_found()
+        } else {
+            StanzaError::internal_server_error()
+        }
+    })?;
+    let queryid = payload.attr("queryid").map(str::to_string);
+    let to = to.to_string();
+    let mut items: Vec<&Archived> = page.items.iter().collect();
+    // XEP-0313 §4.1.3 (extended): the page's messages newest first.
+    if payload.has_child("flip-page", NS) {
+        items.reverse();
+    }
+    for m in items {
+        let Ok(mut inner) = Element::parse(&m.stanza) else {
+            continue;
+        };
+        inner.set_ns(ns::CLIENT);
+        let result = Element::new("result", NS)
+            .with_opt_attr("queryid", queryid.clone())
+            .with_attr("id", m.id.clone())
+            .with_child(
+                Element::new("forwarded", FORWARD)
+                    .with_child(
+                        Element::new("delay", "urn:xmpp:delay")
+                            .with_attr("stamp", stamp(m.timestamp)),
+                    )
+                    .with_child(inner),
+            );
+        let msg = Element::new("message", ns::CLIENT)
+            .with_attr("from", owner)
+            .with_attr("to", to.clone())
+            .with_child(result);
+        crate::router::deliver_to_full(server, msg);
+    }
+    let mut set = Element::new("set", RSM);
+    if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
+        set.push_child(Element::new("first", RSM).with_text(first.id.clone()));
+        set.push_child(Element::new("last", RSM).with_text(last.id.clone()));
+    }
+    set.push_child(Element::new("count", RSM).with_text(page.count.to_string()));
+    let mut fin = Element::new("fin", NS)
+        .with_opt_attr("queryid", queryid)
+        .with_child(set);
+    if page.complete {
+        fin.set_attr("complete", "true");
+    }
+    Ok(fin)
 }
 
 /// The cache is filled when a session becomes available, so the routing path rarely waits on

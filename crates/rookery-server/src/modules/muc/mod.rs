@@ -240,6 +240,33 @@ impl Service for Muc {
             }
         };
         let mut room = room.lock().await;
+        // XEP-0313 for rooms: occupants and members may read the archive.
+        if el.name() == "iq" && nick.is_none() {
+            if let Some(q) = el.get_child("query", "urn:xmpp:mam:2") {
+                let allowed = room.nick_of(&from).is_some()
+                    || room.affiliation(&from.to_bare()) >= Affiliation::Member;
+                drop(room);
+                let reply = if !allowed {
+                    stanza::error_reply(&el, &StanzaError::forbidden())
+                } else if el.attr("type") == Some("set") {
+                    match crate::modules::mam::run_query(
+                        server,
+                        room_jid.as_str(),
+                        from.as_str(),
+                        q,
+                    )
+                    .await
+                    {
+                        Ok(fin) => reply(&el, Some(fin)),
+                        Err(e) => stanza::error_reply(&el, &e),
+                    }
+                } else {
+                    stanza::error_reply(&el, &StanzaError::bad_request())
+                };
+                crate::router::deliver(server, reply).await;
+                return;
+            }
+        }
         let out = match (el.name(), &nick) {
             ("presence", Some(n)) => room.presence(&from, n, &el, created),
             // Presence to the room's bare JID concerns the sender's own occupancy.
@@ -247,7 +274,25 @@ impl Service for Muc {
                 Some(n) => room.presence(&from, &n, &el, false),
                 None => vec![],
             },
-            ("message", n) => room.message(&from, n.as_deref(), &el),
+            ("message", n) => {
+                let id = crate::modules::mam::new_id();
+                let out = room.message(&from, n.as_deref(), &el, &id);
+                if let Some(m) = room.to_archive.take() {
+                    let mut stored = m.clone();
+                    stored.retain_children(|c| c.ns() != "urn:xmpp:sid:0");
+                    let archived = rookery_core::storage::Archived {
+                        id,
+                        timestamp: chrono::Utc::now().timestamp_micros(),
+                        with: m.attr("from").unwrap_or_default().to_string(),
+                        stanza: stored.to_xml(),
+                    };
+                    server
+                        .archive
+                        .append(&server.storage, room_jid.to_string(), archived)
+                        .await;
+                }
+                out
+            }
             ("iq", None) => self.room_iq(&mut room, &from, &el),
             ("iq", Some(n)) => {
                 // XEP-0410 self-ping; IQs to other occupants are not relayed.

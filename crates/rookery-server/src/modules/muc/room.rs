@@ -148,6 +148,8 @@ pub struct Room {
     pub dirty: bool,
     /// The room is gone (destroyed, or empty and temporary).
     pub destroyed: bool,
+    /// The last groupchat message to go into the room's archive, for the adapter to store.
+    pub to_archive: Option<Element>,
 }
 
 fn err(orig: &Element, e: StanzaError) -> Element {
@@ -187,6 +189,7 @@ impl Room {
             secret,
             dirty: false,
             destroyed: false,
+            to_archive: None,
         }
     }
 
@@ -681,7 +684,13 @@ impl Room {
     }
 
     /// A message to the room (groupchat, invitations) or to an occupant (private).
-    pub fn message(&mut self, from: &FullJid, to_nick: Option<&str>, el: &Element) -> Vec<Element> {
+    pub fn message(
+        &mut self,
+        from: &FullJid,
+        to_nick: Option<&str>,
+        el: &Element,
+        stanza_id: &str,
+    ) -> Vec<Element> {
         let mut out = Vec::new();
         let mtype = el.attr("type").unwrap_or("normal");
         if mtype == "error" {
@@ -768,12 +777,24 @@ impl Room {
         m.push_child(
             Element::new("occupant-id", OCCUPANT_ID).with_attr("id", self.occupants[si].id.clone()),
         );
+        // XEP-0359: the room's id for this message, as stored in its archive.
+        m.retain_children(|c| {
+            !(c.ns() == "urn:xmpp:sid:0" && c.attr("by") == Some(self.jid.as_str()))
+        });
+        m.push_child(
+            Element::new("stanza-id", "urn:xmpp:sid:0")
+                .with_attr("id", stanza_id)
+                .with_attr("by", self.jid.to_string()),
+        );
         for r in &self.occupants {
             for (to, _) in &r.sessions {
                 let mut c = m.clone();
                 c.set_attr("to", to.to_string());
                 out.push(c);
             }
+        }
+        if m.has_child("body", ns::CLIENT) {
+            self.to_archive = Some(m.clone());
         }
         if m.has_child("body", ns::CLIENT) && self.config.history_length > 0 {
             self.history.push_back((chrono::Utc::now(), m));
@@ -1438,6 +1459,8 @@ impl Room {
             "http://jabber.org/protocol/disco#items",
             OCCUPANT_ID,
             "urn:xmpp:ping",
+            "urn:xmpp:mam:2",
+            "urn:xmpp:sid:0",
             if c.public { "muc_public" } else { "muc_hidden" },
             if c.persistent {
                 "muc_persistent"
@@ -1612,7 +1635,7 @@ mod tests {
             "<message xmlns='jabber:client' type='groupchat' to='r@muc'><body>hi</body></message>",
         )
         .unwrap();
-        let out = r.message(&full("g@h/b"), None, &m);
+        let out = r.message(&full("g@h/b"), None, &m, "sid1");
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|o| o.attr("from") == Some("r@muc/G")));
         let out = r.presence(&full("late@h/c"), "Late", &join("Late"), false);
@@ -1623,7 +1646,7 @@ mod tests {
         assert_eq!(hist.len(), 1);
         assert!(hist[0].has_child("delay", DELAY));
         // A non-occupant cannot post.
-        let out = r.message(&full("stranger@h/x"), None, &m);
+        let out = r.message(&full("stranger@h/x"), None, &m, "sid2");
         assert_eq!(out[0].attr("type"), Some("error"));
     }
 
