@@ -72,23 +72,22 @@ pub async fn route_from_client(server: &Server, origin: &SessionHandle, el: Elem
 
 /// Runs the outbound filters for a stanza local `user` sends; false when it must not go on.
 pub async fn admit_outbound(server: &Server, user: &BareJid, el: &Element) -> bool {
-    for h in &server.modules.stanza_hooks {
-        match h.outbound(server, user, el).await {
-            crate::modules::Verdict::Pass => {}
-            crate::modules::Verdict::Drop => return false,
-            crate::modules::Verdict::Bounce(e) => {
-                bounce(server, el, e);
-                return false;
-            }
-        }
-    }
-    true
+    admit(server, user, el, true).await
 }
 
 /// Runs the inbound filters for a stanza about to reach local `user`.
 pub async fn admit_inbound(server: &Server, user: &BareJid, el: &Element) -> bool {
+    admit(server, user, el, false).await
+}
+
+async fn admit(server: &Server, user: &BareJid, el: &Element, outbound: bool) -> bool {
     for h in &server.modules.stanza_hooks {
-        match h.inbound(server, user, el).await {
+        let verdict = if outbound {
+            h.outbound(server, user, el).await
+        } else {
+            h.inbound(server, user, el).await
+        };
+        match verdict {
             crate::modules::Verdict::Pass => {}
             crate::modules::Verdict::Drop => return false,
             crate::modules::Verdict::Bounce(e) => {

@@ -125,16 +125,7 @@ async fn spoofed_from_is_invalid_from() {
     alice
         .send("<message from='bob@localhost/r' to='alice@localhost'><body>x</body></message>")
         .await;
-    loop {
-        match alice.event().await {
-            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
-                assert!(el.has_child("invalid-from", ns::STREAMS_ERR));
-                break;
-            }
-            StreamEvent::Close => panic!("closed without an error"),
-            _ => {}
-        }
-    }
+    alice.expect_stream_error("invalid-from").await;
 }
 
 #[tokio::test]
@@ -238,16 +229,7 @@ async fn same_resource_replaces_the_old_session_with_conflict() {
     s.add_user("alice", "pw123456").await;
     let mut first = s.login("alice", "pw123456").await;
     let mut second = s.login("alice", "pw123456").await;
-    loop {
-        match first.event().await {
-            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
-                assert!(el.has_child("conflict", ns::STREAMS_ERR));
-                break;
-            }
-            StreamEvent::Close => panic!("closed without conflict"),
-            _ => {}
-        }
-    }
+    first.expect_stream_error("conflict").await;
     second.expect_silence().await;
 }
 
@@ -427,16 +409,7 @@ async fn graceful_shutdown_sends_system_shutdown() {
         s.shutdown().await;
         s
     });
-    loop {
-        match alice.event().await {
-            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
-                assert!(el.has_child("system-shutdown", ns::STREAMS_ERR));
-                break;
-            }
-            StreamEvent::Close => panic!("closed without system-shutdown"),
-            _ => {}
-        }
-    }
+    alice.expect_stream_error("system-shutdown").await;
     stop.await.unwrap();
 }
 
@@ -491,16 +464,7 @@ async fn silent_clients_are_pinged_then_dropped() {
     alice
         .recv_until(|e| e.has_child("ping", "urn:xmpp:ping"))
         .await;
-    loop {
-        match alice.event().await {
-            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
-                assert!(el.has_child("connection-timeout", ns::STREAMS_ERR));
-                break;
-            }
-            StreamEvent::Close => panic!("closed without connection-timeout"),
-            _ => {}
-        }
-    }
+    alice.expect_stream_error("connection-timeout").await;
 }
 
 #[tokio::test]

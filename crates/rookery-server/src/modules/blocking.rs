@@ -262,14 +262,8 @@ impl SessionHook for Blocking {
         session: &crate::session::SessionHandle,
         _status: Option<String>,
     ) {
-        let user = session.bare();
-        if !server
-            .sessions
-            .resources(&user)
-            .iter()
-            .any(|s| s.id != session.id && s.is_available())
-        {
-            self.cache.remove(&user);
+        if super::is_last_available(server, session) {
+            self.cache.remove(&session.bare());
         }
     }
 }

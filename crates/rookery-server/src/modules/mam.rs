@@ -428,14 +428,8 @@ impl SessionHook for Mam {
         session: &crate::session::SessionHandle,
         _status: Option<String>,
     ) {
-        let user = session.bare();
-        if !server
-            .sessions
-            .resources(&user)
-            .iter()
-            .any(|s| s.id != session.id && s.is_available())
-        {
-            self.prefs.remove(&user);
+        if super::is_last_available(server, session) {
+            self.prefs.remove(&session.bare());
         }
     }
 }

@@ -208,6 +208,15 @@ impl Registry {
     }
 }
 
+/// Whether `session` is the user's last available one: per-user caches can go with it.
+pub fn is_last_available(server: &Server, session: &SessionHandle) -> bool {
+    !server
+        .sessions
+        .resources(&session.bare())
+        .iter()
+        .any(|s| s.id != session.id && s.is_available())
+}
+
 /// A feature: its name (for `modules.disabled`) and what it registers.
 pub trait Module: Send + Sync {
     fn name(&self) -> &'static str;

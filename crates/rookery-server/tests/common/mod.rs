@@ -154,6 +154,23 @@ impl Client {
         .await
     }
 
+    /// Reads until a stream error arrives and asserts its condition.
+    pub async fn expect_stream_error(&mut self, condition: &str) {
+        loop {
+            match self.event().await {
+                StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                    assert!(
+                        el.has_child(condition, ns::STREAMS_ERR),
+                        "expected {condition}: {el}"
+                    );
+                    return;
+                }
+                StreamEvent::Close => panic!("closed without <{condition}/>"),
+                _ => {}
+            }
+        }
+    }
+
     /// Everything the server sends before answering a ping: since it handles a session's
     /// stanzas in order, this is all that the earlier stanzas caused.
     pub async fn drain(&mut self) -> Vec<Element> {
