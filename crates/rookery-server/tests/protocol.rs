@@ -764,3 +764,70 @@ async fn room_messages_are_archived_with_the_rooms_stanza_ids() {
     let e = eve.recv_until(|e| e.attr("id") == Some("q2")).await;
     assert_eq!(error_condition(&e).as_deref(), Some("forbidden"));
 }
+
+#[tokio::test]
+async fn privacy_lists_filter_by_jid_and_kind() {
+    let s = TestServer::start().await;
+    for u in ["alice", "bob", "carol"] {
+        s.add_user(u, "pw123456").await;
+    }
+    let mut alice = s.login("alice", "pw123456").await;
+    let mut bob = s.login("bob", "pw123456").await;
+    let mut carol = s.login("carol", "pw123456").await;
+    let set = "<iq xmlns='jabber:client' type='set' id='l1'><query xmlns='jabber:iq:privacy'><list name='quiet'>\
+        <item type='jid' value='bob@localhost' action='deny' order='1'><message/></item>\
+        <item action='allow' order='2'/></list></query></iq>";
+    assert_eq!(
+        alice.iq(Element::parse(set).unwrap()).await.attr("type"),
+        Some("result")
+    );
+    // Not active yet: Bob gets through.
+    bob.send("<message to='alice@localhost/r' id='b1'><body>before</body></message>")
+        .await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("before"));
+    let active = "<iq xmlns='jabber:client' type='set' id='a1'><query xmlns='jabber:iq:privacy'><active name='quiet'/></query></iq>";
+    assert_eq!(
+        alice.iq(Element::parse(active).unwrap()).await.attr("type"),
+        Some("result")
+    );
+    bob.send("<message to='alice@localhost/r' id='b2'><body>blocked</body></message>")
+        .await;
+    let e = bob.recv_until(|e| e.attr("id") == Some("b2")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+    // Carol is not on the list; IQs from Bob are not covered by the message rule.
+    carol
+        .send("<message to='alice@localhost/r'><body>hi from carol</body></message>")
+        .await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("hi from carol")
+    );
+    // Listing shows the active list; an unknown list is item-not-found.
+    let names = alice
+        .iq(Element::parse(
+            "<iq xmlns='jabber:client' type='get' id='g'><query xmlns='jabber:iq:privacy'/></iq>",
+        )
+        .unwrap())
+        .await;
+    let q = names.get_child("query", "jabber:iq:privacy").unwrap();
+    assert_eq!(
+        q.get_child("active", "jabber:iq:privacy")
+            .unwrap()
+            .attr("name"),
+        Some("quiet")
+    );
+    let e = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='g2'><query xmlns='jabber:iq:privacy'><list name='nope'/></query></iq>").unwrap())
+        .await;
+    assert_eq!(error_condition(&e).as_deref(), Some("item-not-found"));
+    // Declining the active list lets Bob through again.
+    alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='set' id='a2'><query xmlns='jabber:iq:privacy'><active/></query></iq>").unwrap())
+        .await;
+    bob.send("<message to='alice@localhost/r'><body>after</body></message>")
+        .await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("after"));
+}

@@ -37,7 +37,7 @@ impl Module for Blocking {
 }
 
 /// XEP-0016 §2.1 JID matching: full, bare, domain/resource or domain items.
-fn matches(item: &str, jid: &Jid) -> bool {
+pub fn matches(item: &str, jid: &Jid) -> bool {
     let Ok(item) = Jid::new(item) else {
         return false;
     };

@@ -16,6 +16,7 @@ pub mod last;
 pub mod mam;
 pub mod muc;
 pub mod ping;
+pub mod privacy;
 pub mod private;
 pub mod register;
 pub mod roster;
@@ -242,6 +243,7 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         Arc::new(carbons::Carbons),
         Arc::new(mam::Mam::default()),
         Arc::new(blocking::Blocking::default()),
+        Arc::new(privacy::Privacy::default()),
         Arc::new(muc::Muc::new(&config.hosts, config.modules.muc.clone())),
     ]
 }

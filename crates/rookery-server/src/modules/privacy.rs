@@ -1,0 +1,416 @@
+//! XEP-0016 Privacy Lists: named lists of allow/deny rules by JID, roster group or subscription,
+//! for messages, IQs and presence in and out; a default list per account and an active list per
+//! session.
+
+use super::{
+    IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook, StanzaHook,
+    Verdict,
+};
+use crate::session::SessionHandle;
+use crate::Server;
+use async_trait::async_trait;
+use dashmap::DashMap;
+use rookery_core::stanza::StanzaError;
+use rookery_core::{ns, BareJid, Element, Jid};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const NS: &str = "jabber:iq:privacy";
+const STORE: &str = "privacy";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct Rule {
+    allow: bool,
+    order: u32,
+    /// "jid", "group", "subscription", or None for the fall-through rule.
+    kind: Option<String>,
+    value: String,
+    message: bool,
+    iq: bool,
+    presence_in: bool,
+    presence_out: bool,
+}
+
+impl Rule {
+    fn covers(&self, what: Kind) -> bool {
+        let all = !(self.message || self.iq || self.presence_in || self.presence_out);
+        all || match what {
+            Kind::Message => self.message,
+            Kind::Iq => self.iq,
+            Kind::PresenceIn => self.presence_in,
+            Kind::PresenceOut => self.presence_out,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Message,
+    Iq,
+    PresenceIn,
+    PresenceOut,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Lists {
+    default: Option<String>,
+    lists: BTreeMap<String, Vec<Rule>>,
+}
+
+#[derive(Default)]
+pub struct Privacy {
+    cache: DashMap<BareJid, Arc<Lists>>,
+    /// Active list per session id.
+    active: DashMap<u64, String>,
+}
+
+impl Module for Privacy {
+    fn name(&self) -> &'static str {
+        "privacy"
+    }
+    fn register(self: Arc<Self>, reg: &mut Registry) {
+        reg.iq(NS, "query", On::Account, self.clone());
+        reg.server_feature(NS);
+        reg.stanza_hook(self.clone());
+        reg.hook(self);
+    }
+}
+
+fn parse_rule(item: &Element) -> Result<Rule, StanzaError> {
+    let bad = || StanzaError::bad_request();
+    let allow = match item.attr("action") {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => return Err(bad()),
+    };
+    let order = item
+        .attr("order")
+        .and_then(|o| o.parse().ok())
+        .ok_or_else(bad)?;
+    let kind = item.attr("type").map(str::to_string);
+    let value = item.attr("value").unwrap_or_default().to_string();
+    match kind.as_deref() {
+        None => {}
+        Some("jid") => {
+            Jid::new(&value).map_err(|_| bad())?;
+        }
+        Some("group") => {}
+        Some("subscription") if ["none", "to", "from", "both"].contains(&value.as_str()) => {}
+        _ => return Err(bad()),
+    }
+    Ok(Rule {
+        allow,
+        order,
+        value,
+        kind,
+        message: item.has_child("message", NS),
+        iq: item.has_child("iq", NS),
+        presence_in: item.has_child("presence-in", NS),
+        presence_out: item.has_child("presence-out", NS),
+    })
+}
+
+fn rule_element(r: &Rule) -> Element {
+    let mut e = Element::new("item", NS)
+        .with_attr("action", if r.allow { "allow" } else { "deny" })
+        .with_attr("order", r.order.to_string())
+        .with_opt_attr("type", r.kind.clone());
+    if r.kind.is_some() {
+        e.set_attr("value", r.value.clone());
+    }
+    for (on, name) in [
+        (r.message, "message"),
+        (r.iq, "iq"),
+        (r.presence_in, "presence-in"),
+        (r.presence_out, "presence-out"),
+    ] {
+        if on {
+            e.push_child(Element::new(name, NS));
+        }
+    }
+    e
+}
+
+impl Privacy {
+    async fn lists(&self, server: &Server, user: &BareJid) -> Arc<Lists> {
+        if let Some(l) = self.cache.get(user) {
+            return l.clone();
+        }
+        let stored = server.storage.kv_get(user, STORE, "").await.ok().flatten();
+        let l: Lists = stored
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        let l = Arc::new(l);
+        self.cache.insert(user.clone(), l.clone());
+        l
+    }
+
+    async fn save(&self, server: &Server, user: &BareJid, l: Lists) -> Result<(), StanzaError> {
+        let json = serde_json::to_string(&l).expect("lists serialise");
+        server
+            .storage
+            .kv_set(user, STORE, "", Some(&json))
+            .await
+            .map_err(|_| StanzaError::internal_server_error())?;
+        self.cache.insert(user.clone(), Arc::new(l));
+        Ok(())
+    }
+
+    /// Whether `user`'s applicable list lets `what` from/to `other` through.
+    async fn allowed(
+        &self,
+        server: &Server,
+        user: &BareJid,
+        session: Option<u64>,
+        other: &Jid,
+        what: Kind,
+    ) -> bool {
+        let lists = self.lists(server, user).await;
+        if lists.lists.is_empty() {
+            return true;
+        }
+        let name = session
+            .and_then(|id| self.active.get(&id).map(|n| n.clone()))
+            .or_else(|| lists.default.clone());
+        let Some(rules) = name.and_then(|n| lists.lists.get(&n).cloned()) else {
+            return true;
+        };
+        let mut item = None;
+        for r in rules.iter().filter(|r| r.covers(what)) {
+            let hit = match r.kind.as_deref() {
+                None => true,
+                Some("jid") => super::blocking::matches(&r.value, other),
+                Some(k) => {
+                    if item.is_none() {
+                        item = Some(
+                            server
+                                .storage
+                                .roster_item(user, other.to_bare().as_str())
+                                .await
+                                .ok()
+                                .flatten(),
+                        );
+                    }
+                    let it = item.as_ref().unwrap();
+                    match k {
+                        "group" => it.as_ref().is_some_and(|i| i.groups.contains(&r.value)),
+                        _ => {
+                            it.as_ref()
+                                .map(|i| i.subscription.as_str())
+                                .unwrap_or("none")
+                                == r.value
+                        }
+                    }
+                }
+            };
+            if hit {
+                return r.allow;
+            }
+        }
+        true
+    }
+}
+
+fn push(server: &Server, user: &BareJid, name: &str) {
+    for s in server.sessions.resources(user) {
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", format!("privacy{}", server.next_id()))
+            .with_attr("to", s.jid.to_string())
+            .with_child(
+                Element::new("query", NS)
+                    .with_child(Element::new("list", NS).with_attr("name", name)),
+            );
+        crate::router::send_to_session(server, &s, iq);
+    }
+}
+
+#[async_trait]
+impl IqHandler for Privacy {
+    async fn handle_iq(&self, server: &Server, req: IqRequest) -> IqResult {
+        if !req.is_self() {
+            return Err(StanzaError::forbidden());
+        }
+        let user = req.from.to_bare();
+        let q = req.payload().clone();
+        let children: Vec<&Element> = q.children().collect();
+        let lists = self.lists(server, &user).await;
+        match req.kind {
+            IqType::Get => {
+                if children.is_empty() {
+                    let mut res = Element::new("query", NS);
+                    let active = req
+                        .session
+                        .as_ref()
+                        .and_then(|s| self.active.get(&s.id).map(|n| n.clone()));
+                    res.push_child(Element::new("active", NS).with_opt_attr("name", active));
+                    res.push_child(
+                        Element::new("default", NS).with_opt_attr("name", lists.default.clone()),
+                    );
+                    for name in lists.lists.keys() {
+                        res.push_child(Element::new("list", NS).with_attr("name", name.clone()));
+                    }
+                    return Ok(IqReply::Payload(res));
+                }
+                if children.len() != 1 || children[0].name() != "list" {
+                    return Err(StanzaError::bad_request());
+                }
+                let name = children[0].attr("name").unwrap_or_default();
+                let rules = lists
+                    .lists
+                    .get(name)
+                    .ok_or_else(StanzaError::item_not_found)?;
+                Ok(IqReply::Payload(
+                    Element::new("query", NS).with_child(
+                        Element::new("list", NS)
+                            .with_attr("name", name)
+                            .with_children(rules.iter().map(rule_element)),
+                    ),
+                ))
+            }
+            IqType::Set => {
+                if children.len() != 1 {
+                    return Err(StanzaError::bad_request());
+                }
+                let c = children[0];
+                let name = c.attr("name").map(str::to_string);
+                match c.name() {
+                    "active" => {
+                        let Some(s) = &req.session else {
+                            return Err(StanzaError::bad_request());
+                        };
+                        match name {
+                            Some(n) if lists.lists.contains_key(&n) => {
+                                self.active.insert(s.id, n);
+                            }
+                            Some(_) => return Err(StanzaError::item_not_found()),
+                            None => {
+                                self.active.remove(&s.id);
+                            }
+                        }
+                        Ok(IqReply::Empty)
+                    }
+                    "default" => {
+                        if name.as_ref().is_some_and(|n| !lists.lists.contains_key(n)) {
+                            return Err(StanzaError::item_not_found());
+                        }
+                        let mut l = (*lists).clone();
+                        l.default = name;
+                        self.save(server, &user, l).await?;
+                        Ok(IqReply::Empty)
+                    }
+                    "list" => {
+                        let name = name.ok_or_else(StanzaError::bad_request)?;
+                        let mut rules = c
+                            .children()
+                            .filter(|i| i.is("item", NS))
+                            .map(parse_rule)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        rules.sort_by_key(|r| r.order);
+                        let mut l = (*lists).clone();
+                        if rules.is_empty() {
+                            // An empty list element removes the list (§2.8), unless it is the default.
+                            if l.default.as_deref() == Some(name.as_str()) {
+                                return Err(StanzaError::conflict());
+                            }
+                            if l.lists.remove(&name).is_none() {
+                                return Err(StanzaError::item_not_found());
+                            }
+                        } else {
+                            l.lists.insert(name.clone(), rules);
+                        }
+                        self.save(server, &user, l).await?;
+                        crate::router::deliver_to_full(
+                            server,
+                            crate::router::result_for(&req.stanza),
+                        );
+                        push(server, &user, &name);
+                        Ok(IqReply::Sent)
+                    }
+                    _ => Err(StanzaError::bad_request()),
+                }
+            }
+        }
+    }
+}
+
+fn kind_of(el: &Element, inbound: bool) -> Option<Kind> {
+    match el.name() {
+        "message" => Some(Kind::Message),
+        "iq" => Some(Kind::Iq),
+        // Subscription and probe presence are not filtered (XEP-0016 §2.11, §2.12).
+        "presence" if matches!(el.attr("type"), None | Some("unavailable")) => Some(if inbound {
+            Kind::PresenceIn
+        } else {
+            Kind::PresenceOut
+        }),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl StanzaHook for Privacy {
+    async fn outbound(&self, server: &Server, user: &BareJid, el: &Element) -> Verdict {
+        // Only presence-out is filtered on the way out (§2.12); the rest is the sender's choice.
+        if kind_of(el, false) != Some(Kind::PresenceOut) {
+            return Verdict::Pass;
+        }
+        let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
+            return Verdict::Pass;
+        };
+        let session = el
+            .attr("from")
+            .and_then(|f| rookery_core::FullJid::new(f).ok())
+            .and_then(|f| server.sessions.get(&f))
+            .map(|s| s.id);
+        if self
+            .allowed(server, user, session, &to, Kind::PresenceOut)
+            .await
+        {
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        }
+    }
+
+    async fn inbound(&self, server: &Server, user: &BareJid, el: &Element) -> Verdict {
+        let Some(kind) = kind_of(el, true) else {
+            return Verdict::Pass;
+        };
+        let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
+            return Verdict::Pass;
+        };
+        let session = el
+            .attr("to")
+            .and_then(|t| rookery_core::FullJid::new(t).ok())
+            .and_then(|f| server.sessions.get(&f))
+            .map(|s| s.id);
+        if self.allowed(server, user, session, &from, kind).await {
+            return Verdict::Pass;
+        }
+        match kind {
+            Kind::Message | Kind::Iq => Verdict::Bounce(StanzaError::service_unavailable()),
+            _ => Verdict::Drop,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionHook for Privacy {
+    async fn on_available(&self, server: &Server, session: &SessionHandle) {
+        self.lists(server, &session.bare()).await;
+    }
+
+    async fn on_unavailable(
+        &self,
+        server: &Server,
+        session: &SessionHandle,
+        _status: Option<String>,
+    ) {
+        self.active.remove(&session.id);
+        if super::is_last_available(server, session) {
+            self.cache.remove(&session.bare());
+        }
+    }
+}
