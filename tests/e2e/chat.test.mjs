@@ -151,6 +151,13 @@ describe('web app against a live Rookery', { concurrency: false }, () => {
     await signIn(alice, server, { user: 'alice', password: PASSWORD });
     await signedIn(alice, 'alice@localhost');
     await waitOnline(alice, 'bob@localhost');
+    // The conversation comes back from the server's archive (XEP-0313), both directions, once.
+    await openChat(alice, 'bob@localhost');
+    await expectIncoming(alice, 'Hi Alice, how are you?');
+    const mine = alice.locator('#messages li.message[data-dir="out"]').filter({ hasText: 'Hello Bob' });
+    await mine.first().waitFor();
+    assert.equal(await mine.count(), 1);
+    await screenshot(alice, '12-history-after-reload');
   });
 
   test('the phone-width layout shows one pane at a time', async () => {

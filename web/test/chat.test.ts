@@ -57,3 +57,25 @@ describe('chat', () => {
     expect(formatTime(new Date(2025, 5, 1, 9, 5).getTime(), now)).toMatch(/2025/);
   });
 });
+
+describe('history', () => {
+  it('merges archived messages in time order without duplicates or unread counts', () => {
+    let s = run([{ type: 'incoming', jid: 'bob@x', id: 'live', body: 'now', time: 100, seen: false }]);
+    s = chatReducer(s, {
+      type: 'history',
+      jid: 'bob@x',
+      items: [
+        { id: 'a', dir: 'out', body: 'first', time: 10 },
+        { id: 'b', dir: 'in', body: 'second', time: 20 },
+        { id: 'live', dir: 'in', body: 'now', time: 100 },
+      ],
+    });
+    const c = s.conversations['bob@x'];
+    expect(c.messages.map((m) => m.body)).toEqual(['first', 'second', 'now']);
+    expect(c.messages[0].dir).toBe('out');
+    expect(c.unread).toBe(1);
+    // Loading the same page again changes nothing.
+    const again = chatReducer(s, { type: 'history', jid: 'bob@x', items: [{ id: 'a', dir: 'out', body: 'first', time: 10 }] });
+    expect(again).toBe(s);
+  });
+});

@@ -36,7 +36,9 @@ export type ChatAction =
   | { type: 'receipt'; jid: string; id: string }
   | { type: 'failed'; jid: string; id: string; error: string }
   | { type: 'chat-state'; jid: string; state: ChatStateName }
-  | { type: 'seen'; jid: string };
+  | { type: 'seen'; jid: string }
+  /** Messages from the archive (XEP-0313) or carbons (XEP-0280): merged, never counted unread. */
+  | { type: 'history'; jid: string; items: { id: string; dir: Direction; body: string; time: number }[] };
 
 export const emptyChats: ChatState = { conversations: {}, active: null };
 
@@ -97,6 +99,19 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     case 'chat-state': {
       const c = conv(state, action.jid);
       return put(state, { ...c, theirState: action.state });
+    }
+    case 'history': {
+      const c = conv(state, action.jid);
+      const known = (m: { id: string; dir: Direction; body: string; time: number }) =>
+        c.messages.some(
+          (x) => x.dir === m.dir && ((m.id !== '' && x.id === m.id) || (x.body === m.body && Math.abs(x.time - m.time) < 2000)),
+        );
+      const added: ChatMessage[] = action.items
+        .filter((m) => !known(m))
+        .map((m) => ({ id: m.id, dir: m.dir, body: m.body, time: m.time, status: 'delivered' }));
+      if (added.length === 0) return state;
+      const messages = [...c.messages, ...added].sort((a, b) => a.time - b.time);
+      return put(state, { ...c, messages });
     }
     case 'seen': {
       const c = state.conversations[action.jid];

@@ -33,6 +33,8 @@ export function appView(client: XmppClient, opts: { onSignedOut(reason: string, 
   };
   const visible = () => document.visibilityState === 'visible';
 
+  /** Conversations whose archive was fetched on this connection. */
+  const historyLoaded = new Set<string>();
   const sidebar = sidebarView({
     setPresence: (show, status) => {
       store.set({ me: { ...store.state.me, show, status } });
@@ -42,6 +44,11 @@ export function appView(client: XmppClient, opts: { onSignedOut(reason: string, 
     openChat: (jid) => {
       store.chat({ type: 'open', jid });
       conversation.focusComposer();
+      // Earlier messages from the archive, once per conversation and connection.
+      if (!historyLoaded.has(jid)) {
+        historyLoaded.add(jid);
+        client.loadHistory(jid).catch(() => historyLoaded.delete(jid));
+      }
     },
     addContact: (input) =>
       guard(async () => {
@@ -105,9 +112,17 @@ export function appView(client: XmppClient, opts: { onSignedOut(reason: string, 
   const onEvent = (e: ConnectionEvent) => {
     const st = store.state;
     switch (e.type) {
-      case 'online':
+      case 'online': {
         store.set({ link: { state: 'online', message: '', transport: e.transport } });
+        // After a (re)connection, fill the open conversation from the archive.
+        historyLoaded.clear();
+        const open = store.state.chats.active;
+        if (open) {
+          historyLoaded.add(open);
+          client.loadHistory(open).catch(() => historyLoaded.delete(open));
+        }
         break;
+      }
       case 'reconnecting':
         store.roster({ type: 'all-offline' });
         store.set({
@@ -158,6 +173,9 @@ export function appView(client: XmppClient, opts: { onSignedOut(reason: string, 
         break;
       case 'message-error':
         store.chat({ type: 'failed', jid: e.jid, id: e.id, error: e.text });
+        break;
+      case 'history':
+        store.chat({ type: 'history', jid: e.jid, items: e.items });
         break;
     }
   };

@@ -10,6 +10,9 @@ export const NS_ROSTER = 'jabber:iq:roster';
 export const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
 export const NS_RECEIPTS = 'urn:xmpp:receipts';
 export const NS_DELAY = 'urn:xmpp:delay';
+export const NS_MAM = 'urn:xmpp:mam:2';
+export const NS_CARBONS = 'urn:xmpp:carbons:2';
+const NS_FORWARD = 'urn:xmpp:forward:0';
 
 export type Transport = 'websocket' | 'bosh';
 export type TransportChoice = Transport | 'auto';
@@ -67,7 +70,8 @@ export type ConnectionEvent =
   | { type: 'message'; jid: string; id: string; body: string; time: number }
   | { type: 'receipt'; jid: string; id: string }
   | { type: 'chat-state'; jid: string; state: ChatStateName }
-  | { type: 'message-error'; jid: string; id: string; text: string };
+  | { type: 'message-error'; jid: string; id: string; text: string }
+  | { type: 'history'; jid: string; items: { id: string; dir: 'in' | 'out'; body: string; time: number }[] };
 
 export type Listener = (e: ConnectionEvent) => void;
 
@@ -250,6 +254,65 @@ export class XmppClient {
     const items = query ? Array.from(query.children).filter((c) => c.localName === 'item').map(parseRosterItem) : [];
     this.emit({ type: 'roster', items });
     conn.send(this.presenceStanza());
+    // Copies of what our other clients send and receive (XEP-0280); a server without it is fine.
+    this.iq(conn, $iq({ type: 'set' }).c('enable', { xmlns: NS_CARBONS })).catch(() => undefined);
+  }
+
+  /** The last `max` messages exchanged with `jid`, from the server's archive (XEP-0313). */
+  async loadHistory(jid: string, max = 50): Promise<void> {
+    const conn = this.need();
+    const queryid = conn.getUniqueId('mam');
+    const me = bareJid(conn.jid);
+    const items: { id: string; dir: 'in' | 'out'; body: string; time: number }[] = [];
+    const ref = conn.addHandler(
+      (m: Element) => {
+        const result = child(m, 'result', NS_MAM);
+        if (!result || result.getAttribute('queryid') !== queryid) return true;
+        const fwd = child(result, 'forwarded', NS_FORWARD);
+        const inner = fwd ? Array.from(fwd.children).find((c) => c.localName === 'message') : undefined;
+        const delay = fwd ? child(fwd, 'delay', NS_DELAY) : null;
+        const body = inner ? Array.from(inner.children).find((c) => c.localName === 'body') : undefined;
+        if (inner && body) {
+          const out = bareJid(inner.getAttribute('from') ?? '') === me;
+          const stamp = Date.parse(delay?.getAttribute('stamp') ?? '');
+          items.push({
+            id: inner.getAttribute('id') ?? result.getAttribute('id') ?? '',
+            dir: out ? 'out' : 'in',
+            body: body.textContent ?? '',
+            time: Number.isFinite(stamp) ? stamp : Date.now(),
+          });
+        }
+        return true;
+      },
+      NS_MAM,
+      'message',
+      null,
+    );
+    try {
+      const q = $iq({ type: 'set' })
+        .c('query', { xmlns: NS_MAM, queryid })
+        .c('x', { xmlns: 'jabber:x:data', type: 'submit' })
+        .c('field', { var: 'FORM_TYPE', type: 'hidden' })
+        .c('value')
+        .t(NS_MAM)
+        .up()
+        .up()
+        .c('field', { var: 'with' })
+        .c('value')
+        .t(jid)
+        .up()
+        .up()
+        .up()
+        .c('set', { xmlns: 'http://jabber.org/protocol/rsm' })
+        .c('max')
+        .t(String(max))
+        .up()
+        .c('before');
+      await this.iq(conn, q);
+    } finally {
+      conn.deleteHandler(ref);
+    }
+    if (items.length) this.emit({ type: 'history', jid, items });
   }
 
   private dropped(conn: Conn, reason: string, authFailed: boolean): void {
@@ -417,6 +480,23 @@ export class XmppClient {
       return true;
     }
     if (type === 'groupchat' || type === 'headline') return true; // not handled yet (group chat later)
+    // Carbons (XEP-0280) come from our own bare JID and wrap the real message.
+    const carbon = child(m, 'sent', NS_CARBONS) ?? child(m, 'received', NS_CARBONS);
+    if (carbon && bareJid(from) === bareJid(conn.jid)) {
+      const fwd = child(carbon, 'forwarded', NS_FORWARD);
+      const inner = fwd ? Array.from(fwd.children).find((c) => c.localName === 'message') : undefined;
+      const body = inner ? Array.from(inner.children).find((c) => c.localName === 'body') : undefined;
+      if (inner && body) {
+        const sent = carbon.localName === 'sent';
+        const peer = bareJid((sent ? inner.getAttribute('to') : inner.getAttribute('from')) ?? '');
+        this.emit({
+          type: 'history',
+          jid: peer,
+          items: [{ id: inner.getAttribute('id') ?? '', dir: sent ? 'out' : 'in', body: body.textContent ?? '', time: Date.now() }],
+        });
+      }
+      return true;
+    }
     const received = child(m, 'received', NS_RECEIPTS);
     if (received) this.emit({ type: 'receipt', jid, id: received.getAttribute('id') ?? '' });
     for (const c of Array.from(m.children)) {
