@@ -11,6 +11,7 @@ pub struct Field {
     pub label: Option<String>,
     pub values: Vec<String>,
     pub options: Vec<(String, String)>,
+    pub required: bool,
 }
 
 impl Field {
@@ -21,7 +22,13 @@ impl Field {
             label: (!label.is_empty()).then(|| label.to_string()),
             values,
             options: Vec::new(),
+            required: false,
         }
+    }
+
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
     }
 
     pub fn hidden(var: &str, value: &str) -> Self {
@@ -50,6 +57,15 @@ impl Field {
         f
     }
 
+    pub fn list_multi(var: &str, label: &str, v: &[String], options: &[(&str, &str)]) -> Self {
+        let mut f = Field::new(var, "list-multi", label, v.to_vec());
+        f.options = options
+            .iter()
+            .map(|(l, v)| (l.to_string(), v.to_string()))
+            .collect();
+        f
+    }
+
     fn element(&self, with_type: bool) -> Element {
         let mut e = Element::new("field", NS).with_attr("var", self.var.clone());
         if with_type {
@@ -64,6 +80,9 @@ impl Field {
                     .with_attr("label", label.clone())
                     .with_child(Element::new("value", NS).with_text(value.clone())),
             );
+        }
+        if self.required && with_type {
+            e.push_child(Element::new("required", NS));
         }
         for v in &self.values {
             e.push_child(Element::new("value", NS).with_text(v.clone()));

@@ -331,9 +331,12 @@ impl Muc {
             (INFO, "query", true) if payload.attr("node").is_none() => {
                 vec![reply(el, Some(room.disco_info()))]
             }
+            (INFO, "query", true) if payload.attr("node") == Some("x-roomuser-item") => {
+                vec![reply(el, Some(room.reserved_nick_info(from)))]
+            }
             (ITEMS, "query", true) => vec![reply(el, Some(Element::new("query", ITEMS)))],
             ("urn:xmpp:ping", "ping", true) => vec![reply(el, None)],
-            (room::OWNER, _, _) | (room::ADMIN, _, _) => room.iq(from, el),
+            (room::OWNER, _, _) | (room::ADMIN, _, _) | (room::REGISTER, _, _) => room.iq(from, el),
             _ => vec![stanza::error_reply(el, &StanzaError::service_unavailable())],
         }
     }

@@ -14,6 +14,9 @@ pub const USER: &str = "http://jabber.org/protocol/muc#user";
 pub const ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 pub const OWNER: &str = "http://jabber.org/protocol/muc#owner";
 pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+pub const REGISTER: &str = "jabber:iq:register";
+const REGISTER_FORM: &str = "http://jabber.org/protocol/muc#register";
+const REQUEST_FORM: &str = "http://jabber.org/protocol/muc#request";
 const DELAY: &str = "urn:xmpp:delay";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -95,6 +98,9 @@ pub struct Config {
     pub allow_pm: String,
     pub change_subject: bool,
     pub allow_invites: bool,
+    /// Roles whose presence is broadcast (`muc#roomconfig_presencebroadcast`); "none" also lists
+    /// members who are not in the room, by their reserved nick, to newcomers.
+    pub presence_broadcast: Vec<String>,
 }
 
 impl Default for Config {
@@ -113,6 +119,7 @@ impl Default for Config {
             allow_pm: "anyone".into(),
             change_subject: false,
             allow_invites: false,
+            presence_broadcast: vec!["moderator".into(), "participant".into(), "visitor".into()],
         }
     }
 }
@@ -123,6 +130,9 @@ pub struct Saved {
     pub config: Config,
     pub affiliations: BTreeMap<String, Affiliation>,
     pub subject: Option<(String, String)>,
+    /// Nicknames reserved by members (bare JID → nick), XEP-0045 §7.10.
+    #[serde(default)]
+    pub reserved: BTreeMap<String, String>,
 }
 
 struct Occupant {
@@ -138,6 +148,8 @@ pub struct Room {
     pub jid: BareJid,
     pub config: Config,
     pub affiliations: BTreeMap<String, Affiliation>,
+    /// Nicknames reserved by members (bare JID → nick).
+    reserved: BTreeMap<String, String>,
     occupants: Vec<Occupant>,
     subject: Option<(String, String)>,
     history: VecDeque<(chrono::DateTime<chrono::Utc>, Element)>,
@@ -182,6 +194,7 @@ impl Room {
             jid,
             config: defaults,
             affiliations: BTreeMap::new(),
+            reserved: BTreeMap::new(),
             occupants: Vec::new(),
             subject: None,
             history: VecDeque::new(),
@@ -197,6 +210,7 @@ impl Room {
         let mut r = Room::new(jid, saved.config);
         r.affiliations = saved.affiliations;
         r.subject = saved.subject;
+        r.reserved = saved.reserved;
         r
     }
 
@@ -205,6 +219,7 @@ impl Room {
             config: self.config.clone(),
             affiliations: self.affiliations.clone(),
             subject: self.subject.clone(),
+            reserved: self.reserved.clone(),
         }
     }
 
@@ -250,6 +265,16 @@ impl Room {
 
     fn sees_jids(&self, recipient: &Occupant) -> bool {
         self.config.whois_anyone || recipient.role == Role::Moderator
+    }
+
+    /// Whether others see the presence of an occupant with `role`.
+    fn broadcasts(&self, role: Role) -> bool {
+        role == Role::None
+            || self
+                .config
+                .presence_broadcast
+                .iter()
+                .any(|r| r == role.as_str())
     }
 
     fn initial_role(&self, aff: Affiliation) -> Role {
@@ -326,10 +351,14 @@ impl Room {
         self_statuses: &[u16],
     ) {
         let s = self.occupants[idx].sessions.len() - 1;
+        let shown = self.broadcasts(self.occupants[idx].role);
         for r in &self.occupants {
             let sees = self.sees_jids(r);
+            let is_self = r.nick == self.occupants[idx].nick;
+            if !shown && !is_self {
+                continue;
+            }
             for (to, _) in &r.sessions {
-                let is_self = r.nick == self.occupants[idx].nick;
                 let mut after: Vec<Element> = statuses.iter().map(|c| status(*c)).collect();
                 if is_self {
                     after.extend(self_statuses.iter().map(|c| status(*c)));
@@ -383,6 +412,8 @@ impl Room {
                     for s in 0..self.occupants[t].sessions.len() {
                         out.push(self.presence_for(t, s, from, sees, &[], &[], &[]));
                     }
+                } else if let Some((j, _)) = self.reserved.iter().find(|(_, n)| *n == nick) {
+                    out.push(self.offline_member(j, nick, from, sees));
                 }
             }
             (Some(i), _) if self.occupants[i].nick == nick => {
@@ -439,6 +470,9 @@ impl Room {
                 return reject(StanzaError::conflict().with_text("That nickname is taken"));
             }
         }
+        if self.reserved_by_other(nick, &bare) {
+            return reject(StanzaError::conflict().with_text("That nickname is reserved"));
+        }
         if self.config.members_only && aff < Affiliation::Member {
             return reject(StanzaError {
                 kind: ErrorType::Auth,
@@ -484,17 +518,25 @@ impl Room {
         // Existing occupants to the newcomer.
         let newcomer_sees = self.sees_jids(&self.occupants[idx]);
         for (i, o) in self.occupants.iter().enumerate() {
-            if i == idx {
+            if i == idx || !self.broadcasts(o.role) {
                 continue;
             }
             for s in 0..o.sessions.len() {
                 out.push(self.presence_for(i, s, from, newcomer_sees, &[], &[], &[]));
             }
         }
+        if self.config.presence_broadcast.iter().any(|r| r == "none") {
+            for (j, n) in &self.reserved {
+                if self.find_nick(n).is_none() {
+                    out.push(self.offline_member(j, n, from, newcomer_sees));
+                }
+            }
+        }
         // The newcomer to everyone, then to itself with status codes.
         let s = self.occupants[idx].sessions.len() - 1;
+        let shown = self.broadcasts(self.occupants[idx].role);
         for (i, r) in self.occupants.iter().enumerate() {
-            if i == idx {
+            if i == idx || !shown {
                 continue;
             }
             let sees = self.sees_jids(r);
@@ -808,6 +850,21 @@ impl Room {
     /// Non-groupchat messages to the room itself: mediated invitations and declines (§7.8.2).
     fn room_message(&mut self, from: &FullJid, el: &Element) -> Vec<Element> {
         let mut out = Vec::new();
+        if let Some(form) = el
+            .children()
+            .find(|c| c.is("x", forms::NS))
+            .filter(|x| x.attr("type") == Some("submit"))
+        {
+            let v = forms::values(form);
+            if v.get("FORM_TYPE")
+                .and_then(|f| f.first())
+                .map(String::as_str)
+                == Some(REQUEST_FORM)
+            {
+                self.voice_request(from, el, &v, &mut out);
+                return out;
+            }
+        }
         let Some(x) = el.get_child("x", USER) else {
             out.push(err(el, StanzaError::bad_request()));
             return out;
@@ -901,6 +958,7 @@ impl Room {
         let result = match (payload.ns(), payload.name()) {
             (OWNER, "query") => self.owner(from, &payload, get),
             (ADMIN, "query") => self.admin(from, &payload, get),
+            (REGISTER, "query") => self.register(from, &payload, get),
             _ => Err(StanzaError::service_unavailable()),
         };
         match result {
@@ -999,6 +1057,17 @@ impl Room {
                     "Occupants may invite others",
                     c.allow_invites,
                 ),
+                Field::list_multi(
+                    "muc#roomconfig_presencebroadcast",
+                    "Roles whose presence is shown",
+                    &c.presence_broadcast,
+                    &[
+                        ("Moderator", "moderator"),
+                        ("Participant", "participant"),
+                        ("Visitor", "visitor"),
+                        ("Offline members", "none"),
+                    ],
+                ),
             ],
         )
     }
@@ -1061,6 +1130,15 @@ impl Room {
         }
         if let Some(b) = boolean("muc#roomconfig_allowinvites") {
             c.allow_invites = b;
+        }
+        if let Some(roles) = v.get("muc#roomconfig_presencebroadcast") {
+            if roles
+                .iter()
+                .any(|r| !["moderator", "participant", "visitor", "none"].contains(&r.as_str()))
+            {
+                return Err(StanzaError::not_acceptable().with_text("presencebroadcast"));
+            }
+            c.presence_broadcast = roles.clone();
         }
         let mut codes = vec![];
         if c.whois_anyone != self.config.whois_anyone {
@@ -1204,9 +1282,10 @@ impl Room {
             let it = &items[0];
             let mut res = Element::new("query", ADMIN);
             if let Some(a) = it.attr("affiliation").and_then(Affiliation::parse) {
-                if actor_aff < Affiliation::Admin
-                    && !(a == Affiliation::Member && actor_aff == Affiliation::Member)
-                {
+                // Members may read the member list, and every list where real JIDs are public.
+                let member_may = actor_aff == Affiliation::Member
+                    && (a == Affiliation::Member || self.config.whois_anyone);
+                if actor_aff < Affiliation::Admin && !member_may {
                     return Err(StanzaError::forbidden());
                 }
                 for (j, aff) in &self.affiliations {
@@ -1214,7 +1293,8 @@ impl Room {
                         res.push_child(
                             Element::new("item", ADMIN)
                                 .with_attr("affiliation", a.as_str())
-                                .with_attr("jid", j.clone()),
+                                .with_attr("jid", j.clone())
+                                .with_opt_attr("nick", self.reserved.get(j).cloned()),
                         );
                     }
                 }
@@ -1284,12 +1364,21 @@ impl Room {
                 } else {
                     self.affiliations.insert(target.to_string(), aff);
                 }
+                if aff < Affiliation::Member {
+                    self.reserved.remove(target.as_str());
+                } else if let Some(n) = it.attr("nick").filter(|_| it.attr("jid").is_some()) {
+                    if self.reserved_by_other(n, &target) {
+                        return Err(StanzaError::conflict().with_text("That nickname is reserved"));
+                    }
+                    self.reserved.insert(target.to_string(), n.to_string());
+                    self.evict_squatter(n, &target, &mut out);
+                }
                 self.dirty = true;
                 self.after_affiliation_change(
                     &target,
                     aff,
                     reason,
-                    from,
+                    Some(from),
                     actor_nick.as_deref(),
                     &mut out,
                 );
@@ -1313,10 +1402,17 @@ impl Room {
                     return Err(StanzaError::not_allowed());
                 }
                 if role == Role::None {
-                    self.remove_occupant(ti, &[307], reason, from, actor_nick.as_deref(), &mut out);
+                    self.remove_occupant(
+                        ti,
+                        &[307],
+                        reason,
+                        Some(from),
+                        actor_nick.as_deref(),
+                        &mut out,
+                    );
                 } else {
                     self.occupants[ti].role = role;
-                    let extra = actor_elements(reason, from, actor_nick.as_deref());
+                    let extra = actor_elements(reason, Some(from), actor_nick.as_deref());
                     self.broadcast_change(ti, &extra, &mut out);
                 }
             } else {
@@ -1331,7 +1427,7 @@ impl Room {
         target: &BareJid,
         aff: Affiliation,
         reason: Option<String>,
-        actor: &FullJid,
+        actor: Option<&FullJid>,
         actor_nick: Option<&str>,
         out: &mut Vec<Element>,
     ) {
@@ -1381,9 +1477,10 @@ impl Room {
         for r in &self.occupants {
             let sees = self.sees_jids(r);
             let own = r.nick == self.occupants[ti].nick;
+            // The self-presence names the actor by nick only (as Prosody does).
             let extra: Vec<Element> = extra
                 .iter()
-                .map(|(e, full)| actor_view(e, *full && sees))
+                .map(|(e, full)| actor_view(e, *full && sees && !own))
                 .collect();
             for (to, _) in &r.sessions {
                 let after = if own { vec![status(110)] } else { vec![] };
@@ -1397,7 +1494,7 @@ impl Room {
         ti: usize,
         codes: &[u16],
         reason: Option<String>,
-        actor: &FullJid,
+        actor: Option<&FullJid>,
         actor_nick: Option<&str>,
         out: &mut Vec<Element>,
     ) {
@@ -1428,6 +1525,220 @@ impl Room {
         if self.occupants.is_empty() && !self.config.persistent {
             self.destroyed = true;
         }
+    }
+
+    /// Voice requests (§7.13) go to the moderators as a form; a moderator's approved form
+    /// (§8.6) gives the occupant voice.
+    fn voice_request(
+        &mut self,
+        from: &FullJid,
+        el: &Element,
+        v: &std::collections::HashMap<String, Vec<String>>,
+        out: &mut Vec<Element>,
+    ) {
+        let first = |k: &str| v.get(k).and_then(|x| x.first()).cloned();
+        let Some(si) = self.find_session(from) else {
+            out.push(err(
+                el,
+                StanzaError::not_acceptable().with_text("You are not in this room"),
+            ));
+            return;
+        };
+        if self.occupants[si].role == Role::Moderator {
+            // A moderator's decision on a request.
+            let allow = first("muc#request_allow").and_then(|b| forms::parse_bool(&b));
+            let Some(nick) = first("muc#roomnick") else {
+                out.push(err(el, StanzaError::bad_request()));
+                return;
+            };
+            if allow == Some(true) {
+                if let Some(ti) = self.find_nick(&nick) {
+                    if self.occupants[ti].role == Role::Visitor {
+                        self.occupants[ti].role = Role::Participant;
+                        let nick = self.occupants[si].nick.clone();
+                        let extra = actor_elements(None, Some(from), Some(&nick));
+                        self.broadcast_change(ti, &extra, out);
+                    }
+                }
+            }
+            return;
+        }
+        if self.occupants[si].role != Role::Visitor {
+            // Participants already have voice; nothing to ask for.
+            return;
+        }
+        let o = &self.occupants[si];
+        let form = forms::form(
+            "form",
+            Some("Voice request"),
+            &[
+                Field::hidden("FORM_TYPE", REQUEST_FORM),
+                Field::list(
+                    "muc#role",
+                    "Requested role",
+                    "participant",
+                    &[("Participant", "participant")],
+                ),
+                Field::new("muc#jid", "jid-single", "User ID", vec![from.to_string()]),
+                Field::text("muc#roomnick", "Room nickname", &o.nick),
+                Field::boolean("muc#request_allow", "Grant voice to this person?", false),
+            ],
+        );
+        for m in self.occupants.iter().filter(|m| m.role == Role::Moderator) {
+            for (to, _) in &m.sessions {
+                out.push(
+                    Element::new("message", ns::CLIENT)
+                        .with_attr("from", self.jid.to_string())
+                        .with_attr("to", to.to_string())
+                        .with_child(form.clone()),
+                );
+            }
+        }
+    }
+
+    /// The presence of a member who is not in the room, under the nick they reserved.
+    fn offline_member(&self, bare: &str, nick: &str, to: &FullJid, sees: bool) -> Element {
+        let aff = self
+            .affiliations
+            .get(bare)
+            .copied()
+            .unwrap_or(Affiliation::None);
+        let item = Element::new("item", USER)
+            .with_attr("nick", nick)
+            .with_attr("affiliation", aff.as_str())
+            .with_attr("role", "none")
+            .with_opt_attr("jid", sees.then(|| bare.to_string()));
+        Element::new("presence", ns::CLIENT)
+            .with_attr("from", self.occupant_jid(nick))
+            .with_attr("to", to.to_string())
+            .with_attr("type", "unavailable")
+            .with_child(Element::new("x", USER).with_child(item))
+    }
+
+    /// Whether `nick` is reserved by someone other than `bare`.
+    fn reserved_by_other(&self, nick: &str, bare: &BareJid) -> bool {
+        self.reserved
+            .iter()
+            .any(|(j, n)| n == nick && j != bare.as_str())
+    }
+
+    /// Someone else sitting on a nick just reserved for `owner` leaves (Prosody: code 307).
+    fn evict_squatter(&mut self, nick: &str, owner: &BareJid, out: &mut Vec<Element>) {
+        if let Some(i) = self
+            .find_nick(nick)
+            .filter(|i| &self.occupants[*i].bare != owner)
+        {
+            let reason = Some("This nickname is reserved".to_string());
+            self.remove_occupant(i, &[307], reason, None, None, out);
+        }
+    }
+
+    /// In-room registration (XEP-0045 §7.10): members reserve their nickname; `<remove/>` gives up
+    /// membership. Unaffiliated users cannot register themselves (as Prosody by default).
+    #[allow(clippy::type_complexity)]
+    fn register(
+        &mut self,
+        from: &FullJid,
+        q: &Element,
+        get: bool,
+    ) -> Result<(Option<Element>, Vec<Element>), StanzaError> {
+        let bare = from.to_bare();
+        let aff = self.affiliation(&bare);
+        if aff < Affiliation::Member {
+            return Err(StanzaError {
+                kind: ErrorType::Auth,
+                condition: "registration-required",
+                text: None,
+                extra: None,
+            });
+        }
+        let mut out = Vec::new();
+        if get {
+            let mut q = Element::new("query", REGISTER);
+            let current = self.reserved.get(bare.as_str()).cloned();
+            if current.is_some() {
+                q.push_child(Element::new("registered", REGISTER));
+            }
+            let nick = Field::new(
+                "muc#register_roomnick",
+                "text-single",
+                "Nickname",
+                current.into_iter().collect(),
+            )
+            .required();
+            q.push_child(forms::form(
+                "form",
+                None,
+                &[Field::hidden("FORM_TYPE", REGISTER_FORM), nick],
+            ));
+            return Ok((Some(q), out));
+        }
+        if q.has_child("remove", REGISTER) {
+            if aff == Affiliation::Owner
+                && self
+                    .affiliations
+                    .values()
+                    .filter(|a| **a == Affiliation::Owner)
+                    .count()
+                    <= 1
+            {
+                return Err(StanzaError::conflict().with_text("The last owner cannot leave"));
+            }
+            self.affiliations.remove(bare.as_str());
+            self.reserved.remove(bare.as_str());
+            self.dirty = true;
+            self.after_affiliation_change(&bare, Affiliation::None, None, None, None, &mut out);
+            return Ok((None, out));
+        }
+        let x = q
+            .get_child("x", forms::NS)
+            .filter(|x| x.attr("type") == Some("submit"))
+            .ok_or_else(StanzaError::bad_request)?;
+        let v = forms::values(x);
+        if v.get("FORM_TYPE")
+            .and_then(|f| f.first())
+            .map(String::as_str)
+            != Some(REGISTER_FORM)
+        {
+            return Err(StanzaError::bad_request().with_text("FORM_TYPE must be muc#register"));
+        }
+        let nick = v
+            .get("muc#register_roomnick")
+            .and_then(|n| n.first())
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| StanzaError::not_acceptable().with_text("A nickname is required"))?;
+        if Jid::new(&format!("{}/{}", self.jid, nick)).is_err() {
+            return Err(StanzaError::jid_malformed().with_type(ErrorType::Modify));
+        }
+        let taken = self
+            .find_nick(&nick)
+            .is_some_and(|i| self.occupants[i].bare != bare);
+        if taken || self.reserved_by_other(&nick, &bare) {
+            return Err(StanzaError::conflict().with_text("That nickname is taken"));
+        }
+        self.reserved.insert(bare.to_string(), nick);
+        self.dirty = true;
+        if let Some(i) = self.occupants.iter().position(|o| o.bare == bare) {
+            self.broadcast_change(i, &[], &mut out);
+        }
+        Ok((None, out))
+    }
+
+    /// Disco#info on node `x-roomuser-item`: the asker's reserved nickname (§7.10, "discovering
+    /// reserved room nickname").
+    pub fn reserved_nick_info(&self, from: &FullJid) -> Element {
+        const INFO: &str = "http://jabber.org/protocol/disco#info";
+        let mut q = Element::new("query", INFO).with_attr("node", "x-roomuser-item");
+        if let Some(n) = self.reserved.get(from.to_bare().as_str()) {
+            q.push_child(
+                Element::new("identity", INFO)
+                    .with_attr("category", "conference")
+                    .with_attr("type", "text")
+                    .with_attr("name", n.clone()),
+            );
+        }
+        q
     }
 
     /// XEP-0410: is `from` joined as `nick`?
@@ -1461,6 +1772,8 @@ impl Room {
             "urn:xmpp:ping",
             "urn:xmpp:mam:2",
             "urn:xmpp:sid:0",
+            REGISTER,
+            REQUEST_FORM,
             if c.public { "muc_public" } else { "muc_hidden" },
             if c.persistent {
                 "muc_persistent"
@@ -1523,15 +1836,20 @@ impl Room {
 /// JID may be shown (replaced per recipient by [`actor_view`]).
 fn actor_elements(
     reason: Option<String>,
-    actor: &FullJid,
+    actor: Option<&FullJid>,
     actor_nick: Option<&str>,
 ) -> Vec<(Element, bool)> {
-    let mut v = vec![(
-        Element::new("actor", USER)
-            .with_attr("jid", actor.to_string())
-            .with_opt_attr("nick", actor_nick.map(str::to_string)),
-        true,
-    )];
+    let mut v: Vec<(Element, bool)> = actor
+        .map(|a| {
+            (
+                Element::new("actor", USER)
+                    .with_attr("jid", a.to_string())
+                    .with_opt_attr("nick", actor_nick.map(str::to_string)),
+                true,
+            )
+        })
+        .into_iter()
+        .collect();
     if let Some(r) = reason {
         v.push((Element::new("reason", USER).with_text(r), false));
     }
@@ -1565,6 +1883,108 @@ mod tests {
         let mut r = Room::new(BareJid::new("r@muc").unwrap(), Config::default());
         r.affiliations.insert("owner@h".into(), Affiliation::Owner);
         r
+    }
+
+    fn iq(body: &str) -> Element {
+        Element::parse(&format!(
+            "<iq xmlns='jabber:client' id='i' to='r@muc' type='set'>{body}</iq>"
+        ))
+        .unwrap()
+    }
+
+    fn register_nick(nick: &str) -> Element {
+        iq(&format!(
+            "<query xmlns='{REGISTER}'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>{REGISTER_FORM}</value></field>\
+             <field var='muc#register_roomnick'><value>{nick}</value></field></x></query>"
+        ))
+    }
+
+    #[test]
+    fn members_reserve_nicks_others_cannot_take_them() {
+        let mut r = new_room();
+        r.presence(&full("owner@h/a"), "Own", &join("Own"), true);
+        // Unaffiliated users may not register.
+        let out = r.iq(&full("m@h/x"), &register_nick("Emm"));
+        assert!(out[0].to_xml().contains("registration-required"));
+        r.affiliations.insert("m@h".into(), Affiliation::Member);
+        let out = r.iq(&full("m@h/x"), &register_nick("Emm"));
+        assert_eq!(out.last().unwrap().attr("type"), Some("result"));
+        // The nick is taken for everyone else, but not for its owner.
+        let out = r.presence(&full("z@h/b"), "Emm", &join("Emm"), false);
+        assert!(out[0].to_xml().contains("conflict"));
+        let info = r.reserved_nick_info(&full("m@h/other"));
+        assert_eq!(
+            info.get_child("identity", "http://jabber.org/protocol/disco#info")
+                .and_then(|i| i.attr("name")),
+            Some("Emm")
+        );
+        // An owner reserving a nick someone else sits on evicts them with 307.
+        r.presence(&full("z@h/b"), "Zed", &join("Zed"), false);
+        let set = iq(&format!(
+            "<query xmlns='{ADMIN}'><item affiliation='member' jid='q@h' nick='Zed'/></query>"
+        ));
+        let out = r.iq(&full("owner@h/a"), &set);
+        assert!(out
+            .iter()
+            .any(|e| e.attr("to") == Some("z@h/b") && e.to_xml().contains("307")));
+        assert!(r.nick_of(&full("z@h/b")).is_none());
+        // <remove/> gives up both the nick and the membership.
+        let out = r.iq(
+            &full("m@h/x"),
+            &iq(&format!("<query xmlns='{REGISTER}'><remove/></query>")),
+        );
+        assert_eq!(out.last().unwrap().attr("type"), Some("result"));
+        assert_eq!(
+            r.affiliation(&BareJid::new("m@h").unwrap()),
+            Affiliation::None
+        );
+        assert!(!r.saved().reserved.contains_key("m@h"));
+        assert!(r.presence(&full("z@h/c"), "Emm", &join("Emm"), false)[0]
+            .attr("type")
+            .is_none());
+    }
+
+    #[test]
+    fn voice_request_reaches_moderators_and_approval_grants_voice() {
+        let mut r = new_room();
+        r.config.moderated = true;
+        r.presence(&full("owner@h/a"), "Own", &join("Own"), true);
+        r.presence(&full("v@h/b"), "Vis", &join("Vis"), false);
+        let request = Element::parse(&format!(
+            "<message xmlns='jabber:client' to='r@muc'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>{REQUEST_FORM}</value></field>\
+             <field var='muc#role'><value>participant</value></field></x></message>"
+        ))
+        .unwrap();
+        let out = r.message(&full("v@h/b"), None, &request, "id1");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].attr("to"), Some("owner@h/a"));
+        let form = out[0].get_child("x", forms::NS).unwrap();
+        let v = forms::values(form);
+        assert_eq!(v["muc#roomnick"], ["Vis"]);
+        assert_eq!(v["muc#jid"], ["v@h/b"]);
+        // A visitor cannot approve; the moderator's approval gives voice.
+        let approve = Element::parse(&format!(
+            "<message xmlns='jabber:client' to='r@muc'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>{REQUEST_FORM}</value></field>\
+             <field var='muc#roomnick'><value>Vis</value></field>\
+             <field var='muc#request_allow'><value>true</value></field></x></message>"
+        ))
+        .unwrap();
+        let own = r.message(&full("v@h/b"), None, &approve, "id1");
+        assert!(own.iter().all(|e| e.name() == "message"), "no role change");
+        let out = r.message(&full("owner@h/a"), None, &approve, "id2");
+        assert_eq!(out.len(), 2, "the new role goes to both occupants");
+        let item = out[0]
+            .get_child("x", USER)
+            .and_then(|x| x.get_child("item", USER));
+        assert_eq!(item.and_then(|i| i.attr("role")), Some("participant"));
+        let m = Element::parse(
+            "<message xmlns='jabber:client' to='r@muc' type='groupchat'><body>hi</body></message>",
+        )
+        .unwrap();
+        assert_eq!(r.message(&full("v@h/b"), None, &m, "id3").len(), 2);
     }
 
     #[test]
