@@ -765,6 +765,114 @@ async fn room_messages_are_archived_with_the_rooms_stanza_ids() {
     assert_eq!(error_condition(&e).as_deref(), Some("forbidden"));
 }
 
+/// XEP-0191 §6: the blocklist is the default privacy list's jid+deny items, and edits through
+/// either protocol show up in the other.
+#[tokio::test]
+async fn blocklist_and_privacy_lists_share_one_store() {
+    let s = TestServer::start().await;
+    for u in ["alice", "bob", "carol"] {
+        s.add_user(u, "pw123456").await;
+    }
+    let mut alice = s.login("alice", "pw123456").await;
+    let mut bob = s.login("bob", "pw123456").await;
+    let mut carol = s.login("carol", "pw123456").await;
+    let iq = |xml: &str| Element::parse(xml).unwrap();
+    alice
+        .iq(iq("<iq xmlns='jabber:client' type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>"))
+        .await;
+    let r = alice
+        .iq(iq("<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    // The block became the first item of a default privacy list.
+    let names = alice
+        .iq(iq(
+            "<iq xmlns='jabber:client' type='get' id='p1'><query xmlns='jabber:iq:privacy'/></iq>",
+        ))
+        .await;
+    let q = names.get_child("query", "jabber:iq:privacy").unwrap();
+    let default = q
+        .get_child("default", "jabber:iq:privacy")
+        .and_then(|d| d.attr("name"))
+        .expect("a default list")
+        .to_string();
+    let list = alice
+        .iq(iq(&format!("<iq xmlns='jabber:client' type='get' id='p2'><query xmlns='jabber:iq:privacy'><list name='{default}'/></query></iq>")))
+        .await;
+    let items: Vec<(String, String, String)> = list
+        .get_child("query", "jabber:iq:privacy")
+        .and_then(|q| q.get_child("list", "jabber:iq:privacy"))
+        .unwrap()
+        .children()
+        .map(|i| {
+            let a = |n: &str| i.attr(n).unwrap_or_default().to_string();
+            (a("type"), a("value"), a("action"))
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [(
+            "jid".to_string(),
+            "bob@localhost".to_string(),
+            "deny".to_string()
+        )]
+    );
+    alice.drain().await;
+    // Replacing that list through XEP-0016 changes the blocklist, with block/unblock pushes.
+    let r = alice
+        .iq(iq(&format!("<iq xmlns='jabber:client' type='set' id='p3'><query xmlns='jabber:iq:privacy'><list name='{default}'>\
+            <item type='jid' value='carol@localhost' action='deny' order='1'/>\
+            <item action='allow' order='2'/></list></query></iq>")))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    let pushes = alice.drain().await;
+    let pushed = |name: &str, jid: &str| {
+        pushes.iter().any(|p| {
+            p.get_child(name, "urn:xmpp:blocking")
+                .is_some_and(|b| b.children().any(|i| i.attr("jid") == Some(jid)))
+        })
+    };
+    assert!(pushed("block", "carol@localhost"), "{pushes:?}");
+    assert!(pushed("unblock", "bob@localhost"), "{pushes:?}");
+    let bl = alice
+        .iq(iq("<iq xmlns='jabber:client' type='get' id='bl2'><blocklist xmlns='urn:xmpp:blocking'/></iq>"))
+        .await;
+    let jids: Vec<&str> = bl
+        .get_child("blocklist", "urn:xmpp:blocking")
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(jids, ["carol@localhost"]);
+    // And the routing path follows: Bob gets through, Carol does not.
+    bob.send("<message to='alice@localhost/r' id='m1'><body>from bob</body></message>")
+        .await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("from bob")
+    );
+    carol
+        .send("<message to='alice@localhost/r' id='m2'><body>from carol</body></message>")
+        .await;
+    let e = carol.recv_until(|e| e.attr("id") == Some("m2")).await;
+    assert_eq!(e.attr("type"), Some("error"));
+    // Unblocking everyone through XEP-0191 empties the list that held only the block.
+    alice
+        .iq(iq("<iq xmlns='jabber:client' type='set' id='u1'><unblock xmlns='urn:xmpp:blocking'/></iq>"))
+        .await;
+    let list = alice
+        .iq(iq(&format!("<iq xmlns='jabber:client' type='get' id='p4'><query xmlns='jabber:iq:privacy'><list name='{default}'/></query></iq>")))
+        .await;
+    let rules = list
+        .get_child("query", "jabber:iq:privacy")
+        .and_then(|q| q.get_child("list", "jabber:iq:privacy"))
+        .unwrap()
+        .children()
+        .count();
+    assert_eq!(rules, 1, "only the allow-all rule is left");
+}
+
 #[tokio::test]
 async fn privacy_lists_filter_by_jid_and_kind() {
     let s = TestServer::start().await;

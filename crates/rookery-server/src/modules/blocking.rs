@@ -1,24 +1,29 @@
-//! XEP-0191 Blocking Command: a per-user blocklist, enforced both ways on the routing path.
+//! XEP-0191 Blocking Command: a per-user blocklist, enforced both ways on the routing path. The
+//! list is kept as the block items of the XEP-0016 default privacy list (§6; see `privacy`).
 
+use super::privacy::Store;
 use super::{
     IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook, StanzaHook,
     Verdict,
 };
 use crate::Server;
 use async_trait::async_trait;
-use dashmap::DashMap;
 use rookery_core::stanza::StanzaError;
 use rookery_core::{ns, BareJid, Element, Jid};
 use std::sync::Arc;
 
 pub const NS: &str = "urn:xmpp:blocking";
 const ERRORS: &str = "urn:xmpp:blocking:errors";
-const STORE: &str = "blocklist";
 
-/// Blocklists are read on every routed stanza, so they are cached per user after the first read.
-#[derive(Default)]
+/// Blocklists are read on every routed stanza, so the shared privacy store caches them per user.
 pub struct Blocking {
-    cache: DashMap<BareJid, Arc<Vec<String>>>,
+    store: Arc<Store>,
+}
+
+impl Blocking {
+    pub fn new(store: Arc<Store>) -> Blocking {
+        Blocking { store }
+    }
 }
 
 impl Module for Blocking {
@@ -53,43 +58,38 @@ pub fn matches(item: &str, jid: &Jid) -> bool {
 }
 
 impl Blocking {
-    async fn list(&self, server: &Server, user: &BareJid) -> Arc<Vec<String>> {
-        if let Some(l) = self.cache.get(user) {
-            return l.clone();
-        }
-        let stored = server.storage.kv_get(user, STORE, "").await.ok().flatten();
-        let list: Vec<String> = stored
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
-        let list = Arc::new(list);
-        self.cache.insert(user.clone(), list.clone());
-        list
-    }
-
-    async fn save(
-        &self,
-        server: &Server,
-        user: &BareJid,
-        list: Vec<String>,
-    ) -> Result<(), StanzaError> {
-        let json = serde_json::to_string(&list).expect("strings serialise");
-        server
-            .storage
-            .kv_set(
-                user,
-                STORE,
-                "",
-                if list.is_empty() { None } else { Some(&json) },
-            )
-            .await
-            .map_err(|_| StanzaError::internal_server_error())?;
-        self.cache.insert(user.clone(), Arc::new(list));
-        Ok(())
+    async fn list(&self, server: &Server, user: &BareJid) -> Vec<String> {
+        let l = self.store.lists(server, user).await;
+        l.blocked().map(str::to_string).collect()
     }
 
     async fn blocks(&self, server: &Server, user: &BareJid, other: &Jid) -> bool {
-        let list = self.list(server, user).await;
-        !list.is_empty() && list.iter().any(|i| matches(i, other))
+        self.store.blocks(server, user, other).await
+    }
+}
+
+/// Block and unblock pushes for a blocklist changed through privacy lists (XEP-0191 §6 item 2).
+pub fn push_changes(server: &Server, user: &BareJid, before: &[String], after: &[String]) {
+    let item = |j: &String| Element::new("item", NS).with_attr("jid", j.clone());
+    let added: Vec<Element> = after
+        .iter()
+        .filter(|j| !before.contains(j))
+        .map(item)
+        .collect();
+    let removed: Vec<Element> = before
+        .iter()
+        .filter(|j| !after.contains(j))
+        .map(item)
+        .collect();
+    if !added.is_empty() {
+        push(server, user, Element::new("block", NS).with_children(added));
+    }
+    if !removed.is_empty() {
+        push(
+            server,
+            user,
+            Element::new("unblock", NS).with_children(removed),
+        );
     }
 }
 
@@ -148,15 +148,10 @@ impl IqHandler for Blocking {
                 if new.is_empty() {
                     return Err(StanzaError::bad_request());
                 }
-                let mut list = (*self.list(server, &user).await).clone();
-                for j in &new {
-                    if !list.contains(j) {
-                        list.push(j.clone());
-                    }
-                }
-                self.save(server, &user, list).await?;
+                let list = self.store.block(server, &user, &new).await?;
                 crate::router::deliver_to_full(server, crate::router::result_for(&req.stanza));
                 push(server, &user, payload);
+                super::privacy::push(server, &user, &list);
                 // Blocked contacts stop seeing us (§3.3).
                 for j in new {
                     if let Ok(jid) = Jid::new(&j) {
@@ -182,13 +177,8 @@ impl IqHandler for Blocking {
             }
             (IqType::Set, "unblock") => {
                 let gone = items(&payload)?;
-                let old = (*self.list(server, &user).await).clone();
-                let (removed, kept): (Vec<String>, Vec<String>) = if gone.is_empty() {
-                    (old, Vec::new())
-                } else {
-                    old.into_iter().partition(|j| gone.contains(j))
-                };
-                self.save(server, &user, kept).await?;
+                let which = (!gone.is_empty()).then_some(gone.as_slice());
+                let (removed, list) = self.store.unblock(server, &user, which).await?;
                 // Unblocked subscribers see our presence again.
                 for j in &removed {
                     if let Ok(contact) = BareJid::new(j) {
@@ -204,6 +194,9 @@ impl IqHandler for Blocking {
                 }
                 crate::router::deliver_to_full(server, crate::router::result_for(&req.stanza));
                 push(server, &user, payload);
+                if let Some(list) = list.filter(|_| !removed.is_empty()) {
+                    super::privacy::push(server, &user, &list);
+                }
                 Ok(IqReply::Sent)
             }
             _ => Err(StanzaError::bad_request()),
@@ -263,7 +256,7 @@ impl SessionHook for Blocking {
         _status: Option<String>,
     ) {
         if super::is_last_available(server, session) {
-            self.cache.remove(&session.bare());
+            self.store.forget(&session.bare());
         }
     }
 }

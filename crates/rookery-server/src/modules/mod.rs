@@ -226,6 +226,7 @@ pub trait Module: Send + Sync {
 
 /// Every built-in module; `modules.disabled` filters them.
 pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
+    let privacy_store = Arc::new(privacy::Store::default());
     vec![
         Arc::new(roster::Roster),
         Arc::new(disco::Disco {
@@ -242,8 +243,8 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         Arc::new(register::Register),
         Arc::new(carbons::Carbons),
         Arc::new(mam::Mam::default()),
-        Arc::new(blocking::Blocking::default()),
-        Arc::new(privacy::Privacy::default()),
+        Arc::new(blocking::Blocking::new(privacy_store.clone())),
+        Arc::new(privacy::Privacy::new(privacy_store)),
         Arc::new(muc::Muc::new(&config.hosts, config.modules.muc.clone())),
     ]
 }

@@ -1,6 +1,7 @@
 //! XEP-0016 Privacy Lists: named lists of allow/deny rules by JID, roster group or subscription,
 //! for messages, IQs and presence in and out; a default list per account and an active list per
-//! session.
+//! session. The XEP-0191 blocklist lives in the same store: it is the set of jid+deny items of
+//! the default list (XEP-0191 §6), so either protocol sees the other's changes.
 
 use super::{
     IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook, StanzaHook,
@@ -33,6 +34,23 @@ struct Rule {
 }
 
 impl Rule {
+    /// A blocking-command item: deny everything from/to one JID.
+    fn is_block(&self) -> bool {
+        !self.allow
+            && self.kind.as_deref() == Some("jid")
+            && !(self.message || self.iq || self.presence_in || self.presence_out)
+    }
+
+    fn block(jid: &str) -> Rule {
+        Rule {
+            allow: false,
+            order: 0,
+            kind: Some("jid".into()),
+            value: jid.to_string(),
+            ..Rule::default()
+        }
+    }
+
     fn covers(&self, what: Kind) -> bool {
         let all = !(self.message || self.iq || self.presence_in || self.presence_out);
         all || match what {
@@ -53,16 +71,173 @@ enum Kind {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Lists {
+pub struct Lists {
     default: Option<String>,
     lists: BTreeMap<String, Vec<Rule>>,
 }
 
+/// The list the blocking command creates when the user has no default list.
+const BLOCKLIST_NAME: &str = "blocklist";
+/// Where blocklists were kept before they moved into the privacy store; read once and merged.
+const LEGACY_BLOCKLIST: &str = "blocklist";
+
+impl Lists {
+    /// The blocklist: JIDs of the default list's block items, in list order.
+    pub fn blocked(&self) -> impl Iterator<Item = &str> {
+        self.default
+            .as_ref()
+            .and_then(|d| self.lists.get(d))
+            .into_iter()
+            .flatten()
+            .filter(|r| r.is_block())
+            .map(|r| r.value.as_str())
+    }
+
+    /// Adds block items for `jids` at the front of the default list (created when missing), as
+    /// XEP-0191 §6 recommends; returns the list's name.
+    fn block(&mut self, jids: &[String]) -> String {
+        let name = self
+            .default
+            .get_or_insert_with(|| BLOCKLIST_NAME.to_string())
+            .clone();
+        let rules = self.lists.entry(name.clone()).or_default();
+        let new: Vec<Rule> = jids
+            .iter()
+            .filter(|j| !rules.iter().any(|r| r.is_block() && &r.value == *j))
+            .map(|j| Rule::block(j))
+            .collect();
+        let old = std::mem::take(rules);
+        *rules = new.into_iter().chain(old).collect();
+        for (i, r) in rules.iter_mut().enumerate() {
+            r.order = i as u32;
+        }
+        name
+    }
+
+    /// Removes block items for `jids` (all of them when `None`) from the default list; a list
+    /// left empty goes, with the default. Returns the JIDs unblocked and the list's name.
+    fn unblock(&mut self, jids: Option<&[String]>) -> (Vec<String>, Option<String>) {
+        let Some(name) = self.default.clone() else {
+            return (vec![], None);
+        };
+        let Some(rules) = self.lists.get_mut(&name) else {
+            return (vec![], None);
+        };
+        let mut removed = vec![];
+        rules.retain(|r| {
+            let gone = r.is_block() && jids.is_none_or(|j| j.contains(&r.value));
+            if gone {
+                removed.push(r.value.clone());
+            }
+            !gone
+        });
+        if rules.is_empty() {
+            self.lists.remove(&name);
+            self.default = None;
+        }
+        (removed, Some(name))
+    }
+}
+
+/// Every user's privacy lists, cached while they are online; shared by the privacy and blocking
+/// modules.
 #[derive(Default)]
-pub struct Privacy {
+pub struct Store {
     cache: DashMap<BareJid, Arc<Lists>>,
+}
+
+impl Store {
+    pub async fn lists(&self, server: &Server, user: &BareJid) -> Arc<Lists> {
+        if let Some(l) = self.cache.get(user) {
+            return l.clone();
+        }
+        let stored = server.storage.kv_get(user, STORE, "").await.ok().flatten();
+        let mut l: Lists = stored
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        let legacy = server
+            .storage
+            .kv_get(user, LEGACY_BLOCKLIST, "")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok());
+        if let Some(jids) = legacy {
+            l.block(&jids);
+            if self.save(server, user, l.clone()).await.is_ok() {
+                let _ = server
+                    .storage
+                    .kv_set(user, LEGACY_BLOCKLIST, "", None)
+                    .await;
+            }
+        }
+        let l = Arc::new(l);
+        self.cache.insert(user.clone(), l.clone());
+        l
+    }
+
+    pub async fn save(&self, server: &Server, user: &BareJid, l: Lists) -> Result<(), StanzaError> {
+        let json = serde_json::to_string(&l).expect("lists serialise");
+        let empty = l.lists.is_empty() && l.default.is_none();
+        server
+            .storage
+            .kv_set(user, STORE, "", (!empty).then_some(json.as_str()))
+            .await
+            .map_err(|_| StanzaError::internal_server_error())?;
+        self.cache.insert(user.clone(), Arc::new(l));
+        Ok(())
+    }
+
+    pub fn forget(&self, user: &BareJid) {
+        self.cache.remove(user);
+    }
+
+    pub async fn blocks(&self, server: &Server, user: &BareJid, other: &Jid) -> bool {
+        let l = self.lists(server, user).await;
+        let hit = l.blocked().any(|i| super::blocking::matches(i, other));
+        hit
+    }
+
+    /// Blocks `jids`; returns the name of the privacy list that changed.
+    pub async fn block(
+        &self,
+        server: &Server,
+        user: &BareJid,
+        jids: &[String],
+    ) -> Result<String, StanzaError> {
+        let mut l = (*self.lists(server, user).await).clone();
+        let name = l.block(jids);
+        self.save(server, user, l).await?;
+        Ok(name)
+    }
+
+    /// Unblocks `jids` (everyone when `None`); returns who was unblocked and the list changed.
+    pub async fn unblock(
+        &self,
+        server: &Server,
+        user: &BareJid,
+        jids: Option<&[String]>,
+    ) -> Result<(Vec<String>, Option<String>), StanzaError> {
+        let mut l = (*self.lists(server, user).await).clone();
+        let r = l.unblock(jids);
+        self.save(server, user, l).await?;
+        Ok(r)
+    }
+}
+
+pub struct Privacy {
+    store: Arc<Store>,
     /// Active list per session id.
     active: DashMap<u64, String>,
+}
+
+impl Privacy {
+    pub fn new(store: Arc<Store>) -> Privacy {
+        Privacy {
+            store,
+            active: DashMap::new(),
+        }
+    }
 }
 
 impl Module for Privacy {
@@ -134,27 +309,25 @@ fn rule_element(r: &Rule) -> Element {
 
 impl Privacy {
     async fn lists(&self, server: &Server, user: &BareJid) -> Arc<Lists> {
-        if let Some(l) = self.cache.get(user) {
-            return l.clone();
-        }
-        let stored = server.storage.kv_get(user, STORE, "").await.ok().flatten();
-        let l: Lists = stored
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
-        let l = Arc::new(l);
-        self.cache.insert(user.clone(), l.clone());
-        l
+        self.store.lists(server, user).await
     }
 
-    async fn save(&self, server: &Server, user: &BareJid, l: Lists) -> Result<(), StanzaError> {
-        let json = serde_json::to_string(&l).expect("lists serialise");
-        server
-            .storage
-            .kv_set(user, STORE, "", Some(&json))
+    /// Saves `l`; returns the blocklist before and after, for the blocking command's pushes.
+    async fn save(
+        &self,
+        server: &Server,
+        user: &BareJid,
+        l: Lists,
+    ) -> Result<(Vec<String>, Vec<String>), StanzaError> {
+        let before: Vec<String> = self
+            .lists(server, user)
             .await
-            .map_err(|_| StanzaError::internal_server_error())?;
-        self.cache.insert(user.clone(), Arc::new(l));
-        Ok(())
+            .blocked()
+            .map(str::to_string)
+            .collect();
+        let after: Vec<String> = l.blocked().map(str::to_string).collect();
+        self.store.save(server, user, l).await?;
+        Ok((before, after))
     }
 
     /// Whether `user`'s applicable list lets `what` from/to `other` through.
@@ -212,7 +385,8 @@ impl Privacy {
     }
 }
 
-fn push(server: &Server, user: &BareJid, name: &str) {
+/// Tells every resource that list `name` changed (§2.6).
+pub fn push(server: &Server, user: &BareJid, name: &str) {
     for s in server.sessions.resources(user) {
         let iq = Element::new("iq", ns::CLIENT)
             .with_attr("type", "set")
@@ -297,8 +471,13 @@ impl IqHandler for Privacy {
                         }
                         let mut l = (*lists).clone();
                         l.default = name;
-                        self.save(server, &user, l).await?;
-                        Ok(IqReply::Empty)
+                        let (before, after) = self.save(server, &user, l).await?;
+                        crate::router::deliver_to_full(
+                            server,
+                            crate::router::result_for(&req.stanza),
+                        );
+                        super::blocking::push_changes(server, &user, &before, &after);
+                        Ok(IqReply::Sent)
                     }
                     "list" => {
                         let name = name.ok_or_else(StanzaError::bad_request)?;
@@ -320,12 +499,13 @@ impl IqHandler for Privacy {
                         } else {
                             l.lists.insert(name.clone(), rules);
                         }
-                        self.save(server, &user, l).await?;
+                        let (before, after) = self.save(server, &user, l).await?;
                         crate::router::deliver_to_full(
                             server,
                             crate::router::result_for(&req.stanza),
                         );
                         push(server, &user, &name);
+                        super::blocking::push_changes(server, &user, &before, &after);
                         Ok(IqReply::Sent)
                     }
                     _ => Err(StanzaError::bad_request()),
@@ -410,7 +590,49 @@ impl SessionHook for Privacy {
     ) {
         self.active.remove(&session.id);
         if super::is_last_available(server, session) {
-            self.cache.remove(&session.bare());
+            self.store.forget(&session.bare());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow_all(order: u32) -> Rule {
+        Rule {
+            allow: true,
+            order,
+            ..Rule::default()
+        }
+    }
+
+    #[test]
+    fn blocks_go_first_in_the_default_list_and_unblock_leaves_other_rules() {
+        let mut l = Lists::default();
+        assert_eq!(l.block(&["a@x".into()]), BLOCKLIST_NAME);
+        assert_eq!(l.default.as_deref(), Some(BLOCKLIST_NAME));
+        // A user's own rule in the default list stays after the blocks.
+        l.lists.get_mut(BLOCKLIST_NAME).unwrap().push(allow_all(7));
+        l.block(&["b@x".into(), "a@x".into()]);
+        let rules = &l.lists[BLOCKLIST_NAME];
+        let view: Vec<(bool, &str, u32)> = rules
+            .iter()
+            .map(|r| (r.is_block(), r.value.as_str(), r.order))
+            .collect();
+        assert_eq!(view, [(true, "b@x", 0), (true, "a@x", 1), (false, "", 2)]);
+        assert_eq!(l.blocked().collect::<Vec<_>>(), ["b@x", "a@x"]);
+        // A deny rule limited to messages is not a block.
+        l.lists.get_mut(BLOCKLIST_NAME).unwrap()[0].message = true;
+        assert_eq!(l.blocked().collect::<Vec<_>>(), ["a@x"]);
+        let (gone, name) = l.unblock(None);
+        assert_eq!(gone, ["a@x"]);
+        assert_eq!(name.as_deref(), Some(BLOCKLIST_NAME));
+        assert_eq!(l.lists[BLOCKLIST_NAME].len(), 2);
+        // Unblocking what made up the whole list removes it and the default.
+        let mut l = Lists::default();
+        l.block(&["c@x".into()]);
+        l.unblock(Some(&["c@x".to_string()]));
+        assert!(l.lists.is_empty() && l.default.is_none());
     }
 }
