@@ -1,6 +1,7 @@
-// Application state container: roster, chats, own presence and link status, with change subscribers.
+// Application state container: roster, chats, group chat rooms, own presence and link status, with change subscribers.
 import { emptyRoster, rosterReducer, type RosterAction, type RosterState, type Show } from './state/roster';
 import { chatReducer, emptyChats, type ChatAction, type ChatState } from './state/chat';
+import { emptyRooms, roomsReducer, type RoomAction, type RoomsState } from './state/rooms';
 
 export type LinkState = 'online' | 'reconnecting' | 'offline';
 
@@ -9,6 +10,7 @@ export interface AppState {
   link: { state: LinkState; message: string; transport: string };
   roster: RosterState;
   chats: ChatState;
+  rooms: RoomsState;
   /** A short notice (e.g. "Request sent to bob@example.org"), or an error. */
   notice: { text: string; error: boolean } | null;
 }
@@ -19,6 +21,7 @@ export function initialState(jid: string): AppState {
     link: { state: 'online', message: '', transport: '' },
     roster: emptyRoster,
     chats: emptyChats,
+    rooms: emptyRooms,
     notice: null,
   };
 }
@@ -43,6 +46,11 @@ export class Store {
 
   chat(a: ChatAction): void {
     this.set({ chats: chatReducer(this.state.chats, a) });
+  }
+
+  room(a: RoomAction): void {
+    const rooms = roomsReducer(this.state.rooms, a);
+    if (rooms !== this.state.rooms) this.set({ rooms });
   }
 
   private notify(): void {

@@ -79,3 +79,43 @@ describe('history', () => {
     expect(again).toBe(s);
   });
 });
+
+describe('archive paging', () => {
+  it('tracks the oldest archive id until the archive is complete', () => {
+    let s = run([{ type: 'open', jid: 'bob@x' }]);
+    expect(s.conversations['bob@x'].archive).toBeNull();
+    s = chatReducer(s, { type: 'history', jid: 'bob@x', items: [{ id: 'c', dir: 'in', body: 'third', time: 30 }] });
+    s = chatReducer(s, { type: 'archive-page', jid: 'bob@x', first: 'arch-3', complete: false, older: false });
+    expect(s.conversations['bob@x'].archive).toEqual({ oldest: 'arch-3', complete: false, loading: false });
+    s = chatReducer(s, { type: 'archive-loading', jid: 'bob@x' });
+    expect(s.conversations['bob@x'].archive?.loading).toBe(true);
+    s = chatReducer(s, { type: 'history', jid: 'bob@x', older: true, items: [{ id: 'a', dir: 'out', body: 'first', time: 10 }, { id: 'b', dir: 'in', body: 'second', time: 20 }] });
+    s = chatReducer(s, { type: 'archive-page', jid: 'bob@x', first: 'arch-1', complete: true, older: true });
+    const c = s.conversations['bob@x'];
+    expect(c.messages.map((m) => m.body)).toEqual(['first', 'second', 'third']);
+    expect(c.archive).toEqual({ oldest: 'arch-1', complete: true, loading: false });
+  });
+
+  it('puts an older page before messages stamped in the same second', () => {
+    let s = run([{ type: 'history', jid: 'bob@x', items: [{ id: '11', dir: 'in', body: 'm11', time: 5000 }, { id: '12', dir: 'in', body: 'm12', time: 5000 }] }]);
+    s = chatReducer(s, { type: 'history', jid: 'bob@x', older: true, items: [{ id: '1', dir: 'in', body: 'm1', time: 5000 }, { id: '2', dir: 'in', body: 'm2', time: 5000 }] });
+    expect(s.conversations['bob@x'].messages.map((m) => m.body)).toEqual(['m1', 'm2', 'm11', 'm12']);
+  });
+
+  it('the newest page again (after a reconnect) keeps how far back we paged', () => {
+    let s = run([
+      { type: 'archive-page', jid: 'bob@x', first: 'arch-50', complete: false, older: false },
+      { type: 'archive-page', jid: 'bob@x', first: 'arch-1', complete: true, older: true },
+      { type: 'archive-page', jid: 'bob@x', first: 'arch-52', complete: false, older: false },
+    ]);
+    expect(s.conversations['bob@x'].archive).toEqual({ oldest: 'arch-1', complete: true, loading: false });
+    // An empty archive is complete; a later newest page with messages starts paging from it.
+    s = run([
+      { type: 'archive-page', jid: 'amy@x', first: null, complete: true, older: false },
+      { type: 'archive-page', jid: 'amy@x', first: 'arch-9', complete: true, older: false },
+    ]);
+    expect(s.conversations['amy@x'].archive).toEqual({ oldest: 'arch-9', complete: true, loading: false });
+    s = chatReducer(s, { type: 'archive-failed', jid: 'nobody@x' });
+    expect(s.conversations['nobody@x']).toBeUndefined();
+  });
+});

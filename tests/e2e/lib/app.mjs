@@ -1,4 +1,4 @@
-// Page helpers for the Rookery web app: sign in, register, contacts, conversations (waiting on selectors only).
+// Page helpers for the Rookery web app: sign in, register, contacts, conversations, group chats (waiting on selectors only).
 import assert from 'node:assert/strict';
 
 export async function signIn(page, server, { user, password, remember = false, query = '' }) {
@@ -38,6 +38,49 @@ export async function send(page, text) {
 
 export async function expectIncoming(page, text) {
   const m = page.locator('#messages li.message[data-dir="in"]').filter({ hasText: text });
+  await m.waitFor();
+  assert.equal(await m.count(), 1);
+  return m;
+}
+
+// --- group chats -------------------------------------------------------------
+
+export const roomItem = (page, jid) => page.locator(`li.room[data-jid="${jid}"]`);
+export const occupant = (page, nick) => page.locator(`#occupants li.occupant[data-nick="${nick}"]`);
+export const roomMessage = (page, text) => page.locator('#room-messages li.message').filter({ hasText: text });
+
+/** Joins with the sidebar form: `room` is a name or a room JID; the nickname defaults to the local part. */
+export async function joinRoom(page, room, { nick } = {}) {
+  await page.locator('#join-room-open').click();
+  await page.locator('#join-room-jid').fill(room);
+  if (nick !== undefined) await page.locator('#join-room-nick').fill(nick);
+  await page.locator('#join-room-jid').press('Enter');
+}
+
+/** Waits until the open room is `jid` and the room accepted us. */
+export async function roomJoined(page, jid) {
+  await page.locator('#room[data-status="joined"]').waitFor();
+  await page.locator('#room-subtitle').filter({ hasText: jid }).waitFor();
+  await roomItem(page, jid).and(page.locator('[data-status="joined"]')).waitFor({ state: 'attached' });
+}
+
+export async function openRoom(page, jid) {
+  await roomItem(page, jid).locator('.contact-open').click();
+  await page.locator('#room-subtitle').filter({ hasText: jid }).waitFor();
+}
+
+export async function sendToRoom(page, text) {
+  await page.locator('#room-composer').fill(text);
+  await page.locator('#room-composer').press('Enter');
+  // Sent once the room reflects it back (it is no longer pending).
+  const m = page.locator('#room-messages li.message[data-dir="out"][data-status="delivered"]').filter({ hasText: text });
+  await m.waitFor();
+  return m;
+}
+
+/** Waits for exactly one message `text` from `nick` in the open room. */
+export async function expectRoomMessage(page, nick, text) {
+  const m = page.locator(`#room-messages li.message[data-dir="in"][data-nick="${nick}"]`).filter({ hasText: text });
   await m.waitFor();
   assert.equal(await m.count(), 1);
   return m;

@@ -20,6 +20,8 @@ export interface Conversation {
   unread: number;
   /** The contact's last chat state (XEP-0085), null when none was received. */
   theirState: ChatStateName | null;
+  /** Paging back through the archive (XEP-0313); null until the first page arrived. */
+  archive: { oldest: string | null; complete: boolean; loading: boolean } | null;
 }
 
 export interface ChatState {
@@ -38,12 +40,20 @@ export type ChatAction =
   | { type: 'chat-state'; jid: string; state: ChatStateName }
   | { type: 'seen'; jid: string }
   /** Messages from the archive (XEP-0313) or carbons (XEP-0280): merged, never counted unread. */
-  | { type: 'history'; jid: string; items: { id: string; dir: Direction; body: string; time: number }[] };
+  /** `older`: a page from before every known message (goes first among equal times; stamps are in seconds). */
+  | { type: 'history'; jid: string; items: { id: string; dir: Direction; body: string; time: number }[]; older?: boolean }
+  /**
+   * An archive page was fetched: `first` is its oldest id (RSM), `complete` means nothing is older;
+   * `older` when it was asked for with <before>id</before> rather than as the newest page.
+   */
+  | { type: 'archive-page'; jid: string; first: string | null; complete: boolean; older: boolean }
+  | { type: 'archive-loading'; jid: string }
+  | { type: 'archive-failed'; jid: string };
 
 export const emptyChats: ChatState = { conversations: {}, active: null };
 
 function conv(state: ChatState, jid: string): Conversation {
-  return state.conversations[jid] ?? { jid, messages: [], unread: 0, theirState: null };
+  return state.conversations[jid] ?? { jid, messages: [], unread: 0, theirState: null, archive: null };
 }
 
 function put(state: ChatState, c: Conversation): ChatState {
@@ -110,8 +120,27 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
         .filter((m) => !known(m))
         .map((m) => ({ id: m.id, dir: m.dir, body: m.body, time: m.time, status: 'delivered' }));
       if (added.length === 0) return state;
-      const messages = [...c.messages, ...added].sort((a, b) => a.time - b.time);
+      // A stable sort: equal times keep archive order, older pages before what is already shown.
+      const messages = (action.older ? [...added, ...c.messages] : [...c.messages, ...added]).sort((a, b) => a.time - b.time);
       return put(state, { ...c, messages });
+    }
+    case 'archive-page': {
+      const c = conv(state, action.jid);
+      // The newest page (on opening, again after a reconnect) never undoes paging further back.
+      const archive =
+        action.older || !c.archive || c.archive.oldest === null
+          ? { oldest: action.first ?? c.archive?.oldest ?? null, complete: action.complete, loading: false }
+          : { ...c.archive, loading: false };
+      return put(state, { ...c, archive });
+    }
+    case 'archive-loading': {
+      const c = conv(state, action.jid);
+      return put(state, { ...c, archive: { oldest: c.archive?.oldest ?? null, complete: c.archive?.complete ?? false, loading: true } });
+    }
+    case 'archive-failed': {
+      const c = state.conversations[action.jid];
+      if (!c?.archive) return state;
+      return put(state, { ...c, archive: { ...c.archive, loading: false } });
     }
     case 'seen': {
       const c = state.conversations[action.jid];

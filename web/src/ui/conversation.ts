@@ -1,5 +1,5 @@
-// Conversation pane: message list with timestamps and delivery marks, typing indicator, and the composer.
-import { h } from './dom';
+// Conversation pane: message list with timestamps and delivery marks, older messages from the archive on demand, typing indicator, and the composer.
+import { h, onScrollToTop, updateScrollList } from './dom';
 import type { AppState } from '../store';
 import { formatTime, type ChatMessage } from '../state/chat';
 import { bestPresence, displayName, SHOW_LABELS } from '../state/roster';
@@ -9,6 +9,25 @@ export interface ConversationActions {
   send(jid: string, body: string): void;
   typing(jid: string, state: 'composing' | 'paused' | 'active'): void;
   back(): void;
+  /** Fetch the archive page before the oldest message shown. */
+  loadOlder(jid: string): void;
+}
+
+/** The top of a message list: a "Load older messages" button while the archive has more. */
+export function olderItem(archive: { complete: boolean; loading: boolean } | null, hasMessages: boolean, onLoad: () => void): HTMLElement | null {
+  if (!archive) return null;
+  if (archive.complete) {
+    return hasMessages ? h('li', { class: 'history-start', 'aria-hidden': 'true' }, 'Start of the conversation') : null;
+  }
+  return h(
+    'li',
+    { class: 'load-older' },
+    h(
+      'button',
+      { type: 'button', class: 'small load-older-button', 'data-focus-key': 'load-older', disabled: archive.loading, 'aria-busy': archive.loading ? 'true' : null, onclick: onLoad },
+      archive.loading ? 'Loading older messages…' : 'Load older messages',
+    ),
+  );
 }
 
 export interface ConversationView {
@@ -57,7 +76,7 @@ export function conversationView(actions: ConversationActions): ConversationView
   const send = h('button', { type: 'submit', id: 'send', class: 'primary' }, 'Send');
   // File upload and other composer tools slot in before the text field.
   const form = h('form', { id: 'composer-form', class: 'composer' }, composer, send);
-  const empty = h('div', { id: 'no-chat', class: 'no-chat' }, h('p', {}, 'Choose a contact to start chatting.'));
+  const empty = h('div', { id: 'no-chat', class: 'no-chat' }, h('p', {}, 'Choose a contact or a group chat to start.'));
   const pane = h(
     'section',
     { id: 'chat', class: 'chat', hidden: true, 'aria-labelledby': 'chat-title' },
@@ -74,6 +93,11 @@ export function conversationView(actions: ConversationActions): ConversationView
   let renderedCount = -1;
   let renderedFor: string | null = null;
   let renderedKey = '';
+  let renderedLast = '';
+  let canLoadOlder = false;
+  onScrollToTop(list, () => {
+    if (active && canLoadOlder) actions.loadOlder(active);
+  });
 
   const stopTyping = (state: 'paused' | 'active') => {
     if (pauseTimer) clearTimeout(pauseTimer);
@@ -124,8 +148,8 @@ export function conversationView(actions: ConversationActions): ConversationView
         active = jid;
         composer.value = '';
       }
-      root.classList.toggle('has-chat', !!jid);
-      empty.hidden = !!jid;
+      root.classList.toggle('has-chat', !!jid || !!s.rooms.active);
+      empty.hidden = !!jid || !!s.rooms.active;
       pane.hidden = !jid;
       if (!jid) return;
       const contact = s.roster.contacts[jid];
@@ -140,14 +164,20 @@ export function conversationView(actions: ConversationActions): ConversationView
       typing.dataset.state = state ?? '';
 
       const messages = conv?.messages ?? [];
-      const key = messages.map((m) => `${m.id}:${m.status}`).join(',');
+      const archive = conv?.archive ?? null;
+      canLoadOlder = !!archive && !archive.complete && !archive.loading;
+      const key = `${archive ? `${archive.complete}:${archive.loading}` : '-'}|${messages.map((m) => `${m.id}:${m.status}`).join(',')}`;
       if (renderedFor !== jid || key !== renderedKey) {
-        const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-        list.replaceChildren(...messages.map(messageItem));
-        if (renderedFor !== jid || nearBottom || messages.length > renderedCount) list.scrollTop = list.scrollHeight;
+        const last = messages.length ? `${messages[messages.length - 1].id}:${messages[messages.length - 1].time}` : '';
+        // Older messages were added above: keep the reader's place; a new one below: show it.
+        const how =
+          renderedFor !== jid ? 'bottom' : messages.length > renderedCount ? (last === renderedLast ? 'keep' : 'bottom') : 'auto';
+        const older = olderItem(archive, messages.length > 0, () => actions.loadOlder(jid));
+        updateScrollList(list, [...(older ? [older] : []), ...messages.map(messageItem)], how);
         renderedFor = jid;
         renderedKey = key;
         renderedCount = messages.length;
+        renderedLast = last;
       }
       send.disabled = s.link.state !== 'online';
     },

@@ -41,6 +41,47 @@ export function replaceChildrenKeepFocus(container: HTMLElement, children: Node[
   container.replaceChildren(...children);
   if (key) {
     const again = container.querySelector<HTMLElement>(`[data-focus-key="${CSS.escape(key)}"]`);
-    again?.focus();
+    // Gone (e.g. "Load older messages" once everything is loaded): a focusable container keeps it.
+    if (again) again.focus();
+    else if (container.tabIndex >= 0) container.focus({ preventScroll: true });
   }
+}
+
+/**
+ * Replaces the items of a scrolling message list. `bottom` scrolls to the newest, `keep` keeps the
+ * reader's place when older items were added above, `auto` follows the bottom only if it was there.
+ */
+export function updateScrollList(list: HTMLElement, children: Node[], how: 'bottom' | 'keep' | 'auto'): void {
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  const nearBottom = fromBottom - list.clientHeight < 80;
+  replaceChildrenKeepFocus(list, children);
+  if (how === 'bottom' || (how === 'auto' && nearBottom)) list.scrollTop = list.scrollHeight;
+  else if (how === 'keep') list.scrollTop = list.scrollHeight - fromBottom;
+}
+
+/**
+ * Calls `load` when the person scrolls (wheel, touch, keys) to the top of `list`, or tries to
+ * scroll further up while there; scrolling done by the page itself does not count.
+ */
+export function onScrollToTop(list: HTMLElement, load: () => void): void {
+  let lastInput = -Infinity;
+  const mark = () => (lastInput = performance.now());
+  list.addEventListener('touchmove', mark, { passive: true });
+  list.addEventListener('keydown', (e) => {
+    if (['ArrowUp', 'PageUp', 'Home'].includes(e.key)) {
+      mark();
+      if (list.scrollTop === 0) load();
+    }
+  });
+  list.addEventListener(
+    'wheel',
+    (e) => {
+      mark();
+      if (e.deltaY < 0 && list.scrollTop === 0) load();
+    },
+    { passive: true },
+  );
+  list.addEventListener('scroll', () => {
+    if (list.scrollTop < 40 && performance.now() - lastInput < 1000) load();
+  });
 }

@@ -1,7 +1,8 @@
-// Sidebar: own presence and sign-out, incoming subscription requests, add-contact form, contact list with presence and unread counts.
+// Sidebar: own presence and sign-out, incoming subscription requests and room invitations, add-contact form, contact list with presence and unread counts, group chats with the join form.
 import { h, replaceChildrenKeepFocus } from './dom';
 import type { AppState } from '../store';
 import { bestPresence, displayName, SHOW_LABELS, sortedContacts, type Show } from '../state/roster';
+import { roomName, type Invite, type Room } from '../state/rooms';
 
 export interface SidebarActions {
   setPresence(show: Exclude<Show, 'offline'>, status: string): void;
@@ -11,6 +12,30 @@ export interface SidebarActions {
   accept(jid: string): void;
   deny(jid: string): void;
   remove(jid: string): void;
+  /** `room`: a room name or a full room JID. */
+  joinRoom(room: string, nick: string): void;
+  openRoom(jid: string): void;
+  leaveRoom(jid: string): void;
+  acceptInvite(invite: Invite): void;
+  dismissInvite(room: string): void;
+}
+
+/** One line about a room for the list: why we are not in, its subject, or who is there. */
+export function roomStatusText(r: Room): string {
+  switch (r.status) {
+    case 'joining':
+      return 'Joining…';
+    case 'offline':
+      return 'Offline: will rejoin';
+    case 'password':
+      return 'Password needed';
+    case 'error':
+      return r.error ?? 'Not joined';
+    case 'joined': {
+      const n = Object.keys(r.occupants).length;
+      return r.subject || `${n} ${n === 1 ? 'person' : 'people'}`;
+    }
+  }
 }
 
 export interface SidebarView {
@@ -50,18 +75,79 @@ export function sidebarView(actions: SidebarActions): SidebarView {
     addInput.value = '';
   });
 
+  const invites = h('section', { id: 'invites', class: 'requests', 'aria-label': 'Group chat invitations', hidden: true });
+
+  const roomInput = h('input', {
+    id: 'join-room-jid',
+    placeholder: 'lounge or lounge@conference.example.org',
+    autocapitalize: 'none',
+    spellcheck: 'false',
+    autocomplete: 'off',
+  });
+  const nickInput = h('input', { id: 'join-room-nick', autocapitalize: 'none', spellcheck: 'false', autocomplete: 'nickname', maxlength: 100 });
+  const joinForm = h(
+    'form',
+    { id: 'join-room', class: 'join-room', 'aria-label': 'Join a group chat', hidden: true },
+    h('label', { for: 'join-room-jid' }, 'Room'),
+    roomInput,
+    h('label', { for: 'join-room-nick' }, 'Nickname'),
+    nickInput,
+    h(
+      'div',
+      { class: 'form-buttons' },
+      h('button', { type: 'submit', class: 'small primary', id: 'join-room-submit' }, 'Join'),
+      h('button', { type: 'button', class: 'small ghost', id: 'join-room-cancel', onclick: () => closeJoin() }, 'Cancel'),
+    ),
+  );
+  const joinToggle = h(
+    'button',
+    { type: 'button', id: 'join-room-open', class: 'small', 'aria-expanded': 'false', 'aria-controls': 'join-room', onclick: () => (joinForm.hidden ? openJoin() : closeJoin()) },
+    'Join group chat',
+  );
+  let myLocal = '';
+  const openJoin = () => {
+    joinForm.hidden = false;
+    joinToggle.setAttribute('aria-expanded', 'true');
+    if (!nickInput.value) nickInput.value = myLocal;
+    roomInput.focus();
+  };
+  const closeJoin = () => {
+    joinForm.hidden = true;
+    joinToggle.setAttribute('aria-expanded', 'false');
+    roomInput.value = '';
+    joinToggle.focus();
+  };
+  joinForm.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') closeJoin();
+  });
+  joinForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (!roomInput.value.trim()) return roomInput.focus();
+    if (!nickInput.value.trim()) return nickInput.focus();
+    actions.joinRoom(roomInput.value.trim(), nickInput.value.trim());
+    joinForm.hidden = true;
+    joinToggle.setAttribute('aria-expanded', 'false');
+    roomInput.value = '';
+  });
+  const roomList = h('ul', { id: 'rooms', class: 'contacts rooms', 'aria-label': 'Group chats' });
+  const roomsEmpty = h('p', { class: 'empty-hint', id: 'rooms-empty' }, 'No group chats yet.');
+
   const notice = h('p', { id: 'sidebar-notice', class: 'notice', role: 'status', hidden: true });
   const list = h('ul', { id: 'contacts', class: 'contacts', 'aria-label': 'Contacts' });
   const empty = h('p', { class: 'empty-hint', id: 'contacts-empty' }, 'No contacts yet. Add one above by their address.');
 
-  // Sections to come (group chat rooms) slot in after the contacts section.
   const root = h(
     'aside',
-    { id: 'sidebar', class: 'sidebar', 'aria-label': 'Contacts and status' },
+    { id: 'sidebar', class: 'sidebar', 'aria-label': 'Contacts, group chats and status' },
     h('header', { class: 'me' }, h('div', { class: 'me-row' }, me, signOut), statusForm),
     requests,
+    invites,
     addForm,
     notice,
+    h('div', { class: 'section-row' }, h('h2', { class: 'section-title' }, 'Group chats'), joinToggle),
+    joinForm,
+    roomList,
+    roomsEmpty,
     h('h2', { class: 'section-title' }, 'Contacts'),
     list,
     empty,
@@ -72,6 +158,7 @@ export function sidebarView(actions: SidebarActions): SidebarView {
     root,
     render(s) {
       me.textContent = s.me.jid;
+      myLocal = s.me.jid.split('@')[0] ?? '';
       const meKey = `${s.me.show}|${s.me.status}`;
       if (meKey !== lastMe && document.activeElement !== statusInput) {
         showSel.value = s.me.show;
@@ -99,6 +186,72 @@ export function sidebarView(actions: SidebarActions): SidebarView {
               ),
             ]
           : [],
+      );
+
+      invites.hidden = s.rooms.invites.length === 0;
+      replaceChildrenKeepFocus(
+        invites,
+        s.rooms.invites.length
+          ? [
+              h('h2', { class: 'section-title' }, 'Invitations'),
+              ...s.rooms.invites.map((inv) =>
+                h(
+                  'div',
+                  { class: 'request invite', 'data-room': inv.room },
+                  h(
+                    'span',
+                    { class: 'request-text' },
+                    h('strong', {}, inv.from),
+                    ' invites you to ',
+                    h('strong', {}, inv.room),
+                    inv.reason ? h('span', { class: 'invite-reason' }, ` — “${inv.reason}”`) : null,
+                  ),
+                  h('button', { type: 'button', class: 'small primary accept', 'data-focus-key': `invite-join:${inv.room}`, onclick: () => actions.acceptInvite(inv) }, 'Join'),
+                  h('button', { type: 'button', class: 'small ghost deny', 'data-focus-key': `invite-dismiss:${inv.room}`, onclick: () => actions.dismissInvite(inv.room) }, 'Dismiss'),
+                ),
+              ),
+            ]
+          : [],
+      );
+
+      const rooms = Object.values(s.rooms.rooms).sort((a, b) => a.jid.localeCompare(b.jid));
+      roomsEmpty.hidden = rooms.length > 0;
+      replaceChildrenKeepFocus(
+        roomList,
+        rooms.map((r) => {
+          const name = roomName(r.jid);
+          const statusText = roomStatusText(r);
+          return h(
+            'li',
+            { class: 'contact room', 'data-jid': r.jid, 'data-status': r.status, 'aria-current': s.rooms.active === r.jid ? 'true' : null },
+            h(
+              'button',
+              {
+                type: 'button',
+                class: 'contact-open',
+                'data-focus-key': `room:${r.jid}`,
+                'aria-label': `Group chat ${name}, ${statusText}${r.unread ? `, ${r.unread} unread` : ''}`,
+                title: r.jid,
+                onclick: () => actions.openRoom(r.jid),
+              },
+              h('span', { class: 'room-icon', 'data-status': r.status, 'aria-hidden': 'true' }, '#'),
+              h('span', { class: 'contact-text' }, h('span', { class: 'contact-name' }, name), h('span', { class: 'contact-status' }, statusText)),
+              r.unread ? h('span', { class: 'unread', 'aria-hidden': 'true' }, String(r.unread)) : null,
+            ),
+            h(
+              'button',
+              {
+                type: 'button',
+                class: 'contact-remove ghost',
+                'data-focus-key': `leave:${r.jid}`,
+                'aria-label': `Leave ${name}`,
+                title: `Leave ${name}`,
+                onclick: () => actions.leaveRoom(r.jid),
+              },
+              '✕',
+            ),
+          );
+        }),
       );
 
       const contacts = sortedContacts(s.roster);

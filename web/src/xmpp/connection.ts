@@ -5,6 +5,20 @@ import type { RosterItem, Show, Subscription } from '../state/roster';
 import { parseShow } from '../state/roster';
 import type { ChatStateName } from '../state/chat';
 import { parseChatState } from '../state/chat';
+import type { IncomingRoomMessage, Invite } from '../state/rooms';
+import { sendErrorMessage } from '../state/rooms';
+import {
+  NS_MUC,
+  NS_MUC_OWNER,
+  NS_MUC_USER,
+  NS_SID,
+  parseGroupchat,
+  parseInvite,
+  parseMucPresence,
+  parseRoomArchiveItem,
+  stanzaError,
+  type MucPresence,
+} from './muc';
 
 export const NS_ROSTER = 'jabber:iq:roster';
 export const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
@@ -13,6 +27,16 @@ export const NS_DELAY = 'urn:xmpp:delay';
 export const NS_MAM = 'urn:xmpp:mam:2';
 export const NS_CARBONS = 'urn:xmpp:carbons:2';
 const NS_FORWARD = 'urn:xmpp:forward:0';
+const NS_RSM = 'http://jabber.org/protocol/rsm';
+const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
+const NS_DATA = 'jabber:x:data';
+
+/** Where a page of archive results starts (RSM <first/>), and whether nothing older is left. */
+export interface ArchivePageInfo {
+  first: string | null;
+  complete: boolean;
+}
 
 export type Transport = 'websocket' | 'bosh';
 export type TransportChoice = Transport | 'auto';
@@ -71,7 +95,12 @@ export type ConnectionEvent =
   | { type: 'receipt'; jid: string; id: string }
   | { type: 'chat-state'; jid: string; state: ChatStateName }
   | { type: 'message-error'; jid: string; id: string; text: string }
-  | { type: 'history'; jid: string; items: { id: string; dir: 'in' | 'out'; body: string; time: number }[] };
+  | { type: 'history'; jid: string; items: { id: string; dir: 'in' | 'out'; body: string; time: number }[]; older?: boolean }
+  | { type: 'muc-presence'; presence: MucPresence }
+  | { type: 'muc-message'; room: string; message: IncomingRoomMessage }
+  | { type: 'muc-subject'; room: string; subject: string; by: string }
+  | { type: 'muc-message-error'; room: string; id: string; text: string }
+  | { type: 'muc-invite'; invite: Invite };
 
 export type Listener = (e: ConnectionEvent) => void;
 
@@ -131,6 +160,9 @@ export class XmppClient {
   private presence: { show: Exclude<Show, 'offline'>; status: string } = { show: 'online', status: '' };
   transport: Transport | null = null;
   jid = '';
+  /** Rooms we joined or are joining (XEP-0045): our nickname in each, and whether the room accepted us. */
+  private rooms = new Map<string, { nick: string; joined: boolean }>();
+  private mucService: string | null = null;
 
   constructor(private readonly opts: ClientOptions) {}
 
@@ -245,7 +277,7 @@ export class XmppClient {
 
   private async setupSession(conn: Conn): Promise<void> {
     conn.addHandler((iq: Element) => this.onRosterPush(conn, iq), NS_ROSTER, 'iq', 'set');
-    conn.addHandler((p: Element) => this.onPresence(p), null, 'presence', null);
+    conn.addHandler((p: Element) => this.onPresence(conn, p), null, 'presence', null);
     conn.addHandler((m: Element) => this.onMessage(conn, m), null, 'message', null);
     // Answer pings and unknown IQ gets/sets so the server and peers do not wait.
     conn.addHandler((iq: Element) => this.onIq(conn, iq), null, 'iq', null);
@@ -258,30 +290,26 @@ export class XmppClient {
     this.iq(conn, $iq({ type: 'set' }).c('enable', { xmlns: NS_CARBONS })).catch(() => undefined);
   }
 
-  /** The last `max` messages exchanged with `jid`, from the server's archive (XEP-0313). */
-  async loadHistory(jid: string, max = 50): Promise<void> {
-    const conn = this.need();
+  /**
+   * Runs a XEP-0313 query for the page of `max` messages before archive id `before` (the newest page
+   * when it is ''), in our own archive or, with `archive`, in a room's. Calls `onItem` for each result.
+   */
+  private async mamQuery(
+    conn: Conn,
+    opts: { archive?: string; with?: string; before: string; max: number },
+    onItem: (result: Element, forwarded: Element) => void,
+  ): Promise<ArchivePageInfo> {
     const queryid = conn.getUniqueId('mam');
-    const me = bareJid(conn.jid);
-    const items: { id: string; dir: 'in' | 'out'; body: string; time: number }[] = [];
+    const archive = opts.archive ?? bareJid(conn.jid);
     const ref = conn.addHandler(
       (m: Element) => {
         const result = child(m, 'result', NS_MAM);
         if (!result || result.getAttribute('queryid') !== queryid) return true;
+        // Results come from the archive asked (our own account, or the room), never from others.
+        const from = m.getAttribute('from');
+        if (from && bareJid(from) !== archive) return true;
         const fwd = child(result, 'forwarded', NS_FORWARD);
-        const inner = fwd ? Array.from(fwd.children).find((c) => c.localName === 'message') : undefined;
-        const delay = fwd ? child(fwd, 'delay', NS_DELAY) : null;
-        const body = inner ? Array.from(inner.children).find((c) => c.localName === 'body') : undefined;
-        if (inner && body) {
-          const out = bareJid(inner.getAttribute('from') ?? '') === me;
-          const stamp = Date.parse(delay?.getAttribute('stamp') ?? '');
-          items.push({
-            id: inner.getAttribute('id') ?? result.getAttribute('id') ?? '',
-            dir: out ? 'out' : 'in',
-            body: body.textContent ?? '',
-            time: Number.isFinite(stamp) ? stamp : Date.now(),
-          });
-        }
+        if (fwd) onItem(result, fwd);
         return true;
       },
       NS_MAM,
@@ -289,30 +317,137 @@ export class XmppClient {
       null,
     );
     try {
-      const q = $iq({ type: 'set' })
+      const q = $iq(opts.archive ? { type: 'set', to: opts.archive } : { type: 'set' })
         .c('query', { xmlns: NS_MAM, queryid })
-        .c('x', { xmlns: 'jabber:x:data', type: 'submit' })
+        .c('x', { xmlns: NS_DATA, type: 'submit' })
         .c('field', { var: 'FORM_TYPE', type: 'hidden' })
         .c('value')
         .t(NS_MAM)
         .up()
-        .up()
-        .c('field', { var: 'with' })
-        .c('value')
-        .t(jid)
-        .up()
-        .up()
-        .up()
-        .c('set', { xmlns: 'http://jabber.org/protocol/rsm' })
-        .c('max')
-        .t(String(max))
-        .up()
-        .c('before');
-      await this.iq(conn, q);
+        .up();
+      if (opts.with) q.c('field', { var: 'with' }).c('value').t(opts.with).up().up();
+      q.up().c('set', { xmlns: NS_RSM }).c('max').t(String(opts.max)).up().c('before');
+      if (opts.before) q.t(opts.before);
+      const res = await this.iq(conn, q);
+      const fin = child(res, 'fin', NS_MAM);
+      const set = fin ? child(fin, 'set', NS_RSM) : null;
+      const first = set ? (child(set, 'first', NS_RSM)?.textContent ?? '') : '';
+      return { first: first || null, complete: fin?.getAttribute('complete') === 'true' };
     } finally {
       conn.deleteHandler(ref);
     }
-    if (items.length) this.emit({ type: 'history', jid, items });
+  }
+
+  /**
+   * Messages exchanged with `jid` from the server's archive (XEP-0313): the last `max`, or with
+   * `before` (an archive id) the `max` before it. Emits them as history; resolves with the paging.
+   */
+  async loadHistory(jid: string, before = '', max = 50): Promise<ArchivePageInfo> {
+    const conn = this.need();
+    const me = bareJid(conn.jid);
+    const items: { id: string; dir: 'in' | 'out'; body: string; time: number }[] = [];
+    const page = await this.mamQuery(conn, { with: jid, before, max }, (result, fwd) => {
+      const inner = Array.from(fwd.children).find((c) => c.localName === 'message');
+      const delay = child(fwd, 'delay', NS_DELAY);
+      const body = inner ? Array.from(inner.children).find((c) => c.localName === 'body') : undefined;
+      if (inner && body) {
+        const out = bareJid(inner.getAttribute('from') ?? '') === me;
+        const stamp = Date.parse(delay?.getAttribute('stamp') ?? '');
+        items.push({
+          id: inner.getAttribute('id') ?? result.getAttribute('id') ?? '',
+          dir: out ? 'out' : 'in',
+          body: body.textContent ?? '',
+          time: Number.isFinite(stamp) ? stamp : Date.now(),
+        });
+      }
+    });
+    if (items.length) this.emit({ type: 'history', jid, items, older: before !== '' });
+    return page;
+  }
+
+  /** A page of a room's archive (XEP-0313 addressed to the room): the `max` messages before `before`. */
+  async loadRoomHistory(room: string, before: string, max = 50): Promise<ArchivePageInfo & { items: IncomingRoomMessage[] }> {
+    const conn = this.need();
+    const items: IncomingRoomMessage[] = [];
+    const page = await this.mamQuery(conn, { archive: room, before, max }, (result, fwd) => {
+      const m = parseRoomArchiveItem(result, fwd);
+      if (m) items.push(m);
+    });
+    return { ...page, items };
+  }
+
+  // --- group chat (XEP-0045) ---------------------------------------------
+
+  /** The server's group chat service: the disco item with a conference/text identity, else conference.<domain>. */
+  async discoverMucService(): Promise<string> {
+    if (this.mucService) return this.mucService;
+    const conn = this.need();
+    const domain = conn.domain ?? bareJid(conn.jid).split('@')[1];
+    let found: string | null = null;
+    try {
+      const res = await this.iq(conn, $iq({ type: 'get', to: domain }).c('query', { xmlns: NS_DISCO_ITEMS }), 5000);
+      const query = child(res, 'query', NS_DISCO_ITEMS);
+      const jids = query ? Array.from(query.children).map((c) => c.getAttribute('jid') ?? '').filter(Boolean) : [];
+      const infos = await Promise.all(
+        jids.map((j) =>
+          this.iq(conn, $iq({ type: 'get', to: j }).c('query', { xmlns: NS_DISCO_INFO }), 5000)
+            .then((info) => ({ j, info }))
+            .catch(() => null),
+        ),
+      );
+      for (const r of infos) {
+        const q = r ? child(r.info, 'query', NS_DISCO_INFO) : null;
+        const conference = q && Array.from(q.children).some(
+          (c) => c.localName === 'identity' && c.getAttribute('category') === 'conference' && c.getAttribute('type') === 'text',
+        );
+        if (conference) {
+          found = r!.j;
+          break;
+        }
+      }
+    } catch {
+      /* no discovery: the usual name below */
+    }
+    this.mucService = found ?? `conference.${domain}`;
+    return this.mucService;
+  }
+
+  /**
+   * Enters a room as `nick` (XEP-0045 §7.2). `since`: ask only for the history after that time (a
+   * rejoin after a reconnect). The outcome arrives as muc-presence events.
+   */
+  joinRoom(room: string, nick: string, opts: { password?: string; since?: number } = {}): void {
+    const conn = this.need();
+    this.rooms.set(room, { nick, joined: false });
+    const p = $pres({ to: `${room}/${nick}` });
+    if (this.presence.show !== 'online') p.c('show').t(this.presence.show).up();
+    if (this.presence.status) p.c('status').t(this.presence.status).up();
+    p.c('x', { xmlns: NS_MUC });
+    if (opts.since) p.c('history', { since: new Date(opts.since).toISOString() }).up();
+    if (opts.password) p.c('password').t(opts.password).up();
+    conn.send(p);
+  }
+
+  /** Leaves a room (unavailable presence to our occupant JID). */
+  leaveRoom(room: string): void {
+    const entry = this.rooms.get(room);
+    this.rooms.delete(room);
+    if (entry && this.online) this.conn!.send($pres({ to: `${room}/${entry.nick}`, type: 'unavailable' }));
+  }
+
+  /** Sends a groupchat message; returns its id (the room reflects it back with the same id). */
+  sendGroupchat(room: string, body: string): string {
+    const conn = this.need();
+    const id = conn.getUniqueId('muc');
+    conn.send($msg({ to: room, type: 'groupchat', id }).c('body').t(body).up().c('origin-id', { xmlns: NS_SID, id }));
+    return id;
+  }
+
+  /** Accepts the default configuration of a room we just created (an instant room, XEP-0045 §10.1.2). */
+  private configureInstantRoom(conn: Conn, room: string): void {
+    this.iq(conn, $iq({ type: 'set', to: room }).c('query', { xmlns: NS_MUC_OWNER }).c('x', { xmlns: NS_DATA, type: 'submit' })).catch((e) =>
+      console.warn(`Could not unlock the new room ${room}: ${e instanceof Error ? e.message : e}`),
+    );
   }
 
   private dropped(conn: Conn, reason: string, authFailed: boolean): void {
@@ -435,7 +570,23 @@ export class XmppClient {
     return true;
   }
 
-  private onPresence(p: Element): boolean {
+  private onPresence(conn: Conn, p: Element): boolean {
+    const muc = parseMucPresence(p, this.rooms);
+    if (muc) {
+      const entry = this.rooms.get(muc.room);
+      if (muc.self && muc.kind === 'available') {
+        if (muc.codes.includes(201)) this.configureInstantRoom(conn, muc.room);
+        this.rooms.set(muc.room, { nick: muc.nick, joined: true });
+      } else if (muc.self && muc.kind === 'unavailable') {
+        // A nickname change (303) keeps us in; anything else (left, kicked, banned) takes us out.
+        if (muc.newNick && muc.codes.includes(303)) this.rooms.set(muc.room, { nick: muc.newNick, joined: true });
+        else this.rooms.delete(muc.room);
+      } else if (muc.kind === 'error' && entry && !entry.joined) {
+        this.rooms.delete(muc.room); // the join was refused
+      }
+      this.emit({ type: 'muc-presence', presence: muc });
+      return true;
+    }
     const from = p.getAttribute('from') ?? '';
     const jid = bareJid(from);
     const resource = resourceOf(from);
@@ -476,10 +627,38 @@ export class XmppClient {
     const id = m.getAttribute('id') ?? '';
     const type = m.getAttribute('type') ?? 'normal';
     if (type === 'error') {
-      this.emit({ type: 'message-error', jid, id, text: errorText(m) });
+      if (this.rooms.has(jid)) {
+        const e = stanzaError(m);
+        this.emit({ type: 'muc-message-error', room: jid, id, text: sendErrorMessage(e.condition, e.text) });
+      } else {
+        this.emit({ type: 'message-error', jid, id, text: errorText(m) });
+      }
       return true;
     }
-    if (type === 'groupchat' || type === 'headline') return true; // not handled yet (group chat later)
+    if (type === 'groupchat') {
+      const g = parseGroupchat(m);
+      if (g?.kind === 'message') this.emit({ type: 'muc-message', room: g.room, message: g.message });
+      else if (g?.kind === 'subject') this.emit({ type: 'muc-subject', room: g.room, subject: g.subject, by: g.by });
+      return true;
+    }
+    if (type === 'headline') return true;
+    const invite = parseInvite(m);
+    if (invite) {
+      this.emit({ type: 'muc-invite', invite });
+      return true;
+    }
+    // A private message from a room occupant (XEP-0045 §7.5): shown in the room, marked private.
+    if (child(m, 'x', NS_MUC_USER) && this.rooms.has(jid) && resourceOf(from)) {
+      const body = Array.from(m.children).find((c) => c.localName === 'body');
+      if (body) {
+        this.emit({
+          type: 'muc-message',
+          room: jid,
+          message: { stanzaId: '', msgId: id, nick: resourceOf(from), body: body.textContent ?? '', time: Date.now(), occupantId: '', history: false, private: true },
+        });
+      }
+      return true;
+    }
     // Carbons (XEP-0280) come from our own bare JID and wrap the real message.
     const carbon = child(m, 'sent', NS_CARBONS) ?? child(m, 'received', NS_CARBONS);
     if (carbon && bareJid(from) === bareJid(conn.jid)) {
@@ -535,7 +714,10 @@ export class XmppClient {
 
   setPresence(show: Exclude<Show, 'offline'>, status: string): void {
     this.presence = { show, status };
-    if (this.online) this.conn!.send(this.presenceStanza());
+    if (!this.online) return;
+    this.conn!.send(this.presenceStanza());
+    // Rooms get our presence too (directed presence to our occupant JIDs).
+    for (const [room, r] of this.rooms) if (r.joined) this.conn!.send(this.presenceStanza().attrs({ to: `${room}/${r.nick}` }));
   }
 
   /** Sends a chat message asking for a delivery receipt; returns its id. */
