@@ -12,6 +12,8 @@ pub struct Field {
     pub values: Vec<String>,
     pub options: Vec<(String, String)>,
     pub required: bool,
+    /// Other children, written before the values (XEP-0122 `<validate/>`).
+    pub extra: Vec<Element>,
 }
 
 impl Field {
@@ -23,7 +25,22 @@ impl Field {
             values,
             options: Vec::new(),
             required: false,
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds a child such as XEP-0122 `<validate/>`.
+    pub fn with_extra(mut self, el: Element) -> Self {
+        self.extra.push(el);
+        self
+    }
+
+    pub fn jid_multi(var: &str, label: &str, v: &[String]) -> Self {
+        Field::new(var, "jid-multi", label, v.to_vec())
+    }
+
+    pub fn text_multi(var: &str, label: &str, v: &[String]) -> Self {
+        Field::new(var, "text-multi", label, v.to_vec())
     }
 
     pub fn required(mut self) -> Self {
@@ -84,6 +101,11 @@ impl Field {
         if self.required && with_type {
             e.push_child(Element::new("required", NS));
         }
+        if with_type {
+            for x in &self.extra {
+                e.push_child(x.clone());
+            }
+        }
         for v in &self.values {
             e.push_child(Element::new("value", NS).with_text(v.clone()));
         }
@@ -117,6 +139,11 @@ pub fn values(x: &Element) -> HashMap<String, Vec<String>> {
             Some((var, vals))
         })
         .collect()
+}
+
+/// The form's FORM_TYPE (XEP-0068), if it has one.
+pub fn form_type(x: &Element) -> Option<String> {
+    values(x).remove("FORM_TYPE")?.into_iter().next()
 }
 
 pub fn parse_bool(v: &str) -> Option<bool> {
