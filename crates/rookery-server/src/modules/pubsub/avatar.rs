@@ -40,10 +40,14 @@ async fn current(server: &Server, pep: &Pep, owner: &BareJid) -> Option<String> 
     )
 }
 
-/// XEP-0398 §3: the server puts the current avatar hash in its user's available presence.
+/// XEP-0398 §3: the server puts the current avatar hash in its user's available presence. A
+/// user who never had an avatar is announced without one (an empty `<photo/>`, XEP-0153 §3.2),
+/// unless the client speaks for itself.
 pub async fn annotate(server: &Server, pep: &Pep, origin: &SessionHandle, el: &mut Element) {
-    let Some(id) = current(server, pep, &origin.bare()).await else {
-        return;
+    let id = match current(server, pep, &origin.bare()).await {
+        Some(id) => id,
+        None if el.has_child("x", UPDATE) => return,
+        None => String::new(),
     };
     el.retain_children(|c| !c.is("x", UPDATE));
     let mut photo = Element::new("photo", UPDATE);
