@@ -732,3 +732,55 @@ async fn bookmarks_stay_in_sync_across_private_storage_and_pep() {
         .await;
     assert_eq!(r.attr("type"), Some("error"));
 }
+
+#[tokio::test]
+async fn pep_items_outlive_the_owners_session() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    befriend(&s, "alice", "bob").await;
+    {
+        let mut alice = s.login("alice", "pw123456").await;
+        ok(
+            &mut alice,
+            iq(
+                "set",
+                "m",
+                None,
+                &publish(
+                    "urn:x:mood",
+                    "current",
+                    "<mood xmlns='urn:x:mood'>calm</mood>",
+                ),
+            ),
+        )
+        .await;
+        alice.send("</stream:stream>").await;
+        while !matches!(alice.event().await, rookery_xml::StreamEvent::Close) {}
+    }
+    // Alice is gone (her PEP service is unloaded); Bob still reads her items from storage.
+    let mut bob = s.login("bob", "pw123456").await;
+    let r = ok(
+        &mut bob,
+        iq("get", "i", Some("alice@localhost"), &items("urn:x:mood")),
+    )
+    .await;
+    assert_eq!(item_ids(&r), vec!["current"]);
+    let r = ok(
+        &mut bob,
+        iq(
+            "get",
+            "d",
+            Some("alice@localhost"),
+            &format!("<query xmlns='{ITEMS}'/>"),
+        ),
+    )
+    .await;
+    let nodes: Vec<&str> = r
+        .get_child("query", ITEMS)
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("node"))
+        .collect();
+    assert_eq!(nodes, vec!["urn:x:mood"]);
+}

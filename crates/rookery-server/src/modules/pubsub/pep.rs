@@ -74,6 +74,20 @@ impl Pep {
             .clone()
     }
 
+    /// Forgets `owner`'s PEP service while the account is offline and nobody uses it: it is
+    /// in storage (only the last item of a node that does not persist items is lost).
+    fn release(&self, server: &Server, owner: &BareJid) {
+        let online = server
+            .sessions
+            .resources(owner)
+            .iter()
+            .any(|s| s.is_available());
+        if !online {
+            self.services
+                .remove_if(owner, |_, svc| Arc::strong_count(svc) == 1);
+        }
+    }
+
     /// How `owner`'s PEP sees `who`.
     async fn requester(&self, server: &Server, owner: &BareJid, who: &Jid) -> Requester {
         let bare = who.to_bare();
@@ -286,6 +300,8 @@ impl Pep {
                 .filter_map(|n| s.last_item_notice(n, who.as_str(), true))
                 .collect()
         };
+        drop(svc);
+        self.release(server, owner);
         super::send_notices(server, owner.as_str(), notices).await;
     }
 
@@ -378,17 +394,24 @@ impl IqHandler for Pep {
             super::persist(server, owner.as_str(), &out.changes).await;
             out
         };
+        drop(svc);
         // Notifications first, then the answer, then the last item for a new subscriber.
         self.deliver(server, owner, &out).await;
-        let payload = out.reply.clone()?;
-        let mut reply = crate::router::result_for(&req.stanza);
-        if let Some(p) = payload {
-            reply.push_child(p);
-        }
-        crate::router::deliver_to_full(server, reply);
-        super::send_notices(server, owner.as_str(), out.later).await;
-        self.observe(server, owner, &out.broadcasts).await;
-        Ok(IqReply::Sent)
+        let result = match out.reply.clone() {
+            Ok(payload) => {
+                let mut reply = crate::router::result_for(&req.stanza);
+                if let Some(p) = payload {
+                    reply.push_child(p);
+                }
+                crate::router::deliver_to_full(server, reply);
+                super::send_notices(server, owner.as_str(), out.later).await;
+                self.observe(server, owner, &out.broadcasts).await;
+                Ok(IqReply::Sent)
+            }
+            Err(e) => Err(e),
+        };
+        self.release(server, owner);
+        result
     }
 }
 
@@ -471,11 +494,12 @@ impl StanzaHook for Pep {
 impl SessionHook for Pep {
     async fn on_unavailable(
         &self,
-        _server: &Server,
+        server: &Server,
         session: &SessionHandle,
         _status: Option<String>,
     ) {
         self.caps.forget(&session.jid);
+        self.release(server, &session.bare());
     }
 
     async fn on_user_deleted(&self, server: &Server, user: &BareJid) {
@@ -505,33 +529,35 @@ impl DiscoProvider for Pep {
     ) -> Option<Vec<Element>> {
         let req = self.requester(server, user, from).await;
         let svc = self.service(server, user).await;
-        let s = svc.lock().await;
         let item = |n: Option<String>, name: Option<String>| {
             Element::new("item", super::ITEMS)
                 .with_attr("jid", user.to_string())
                 .with_opt_attr("node", n)
                 .with_opt_attr("name", name)
         };
-        match node {
-            None => Some(
-                s.visible_nodes(&req)
-                    .into_iter()
-                    .map(|(n, title)| item(Some(n), (!title.is_empty()).then_some(title)))
-                    .collect(),
-            ),
-            Some(n) => {
-                let node = s.nodes.get(n)?;
-                if s.may_access(node, &req).is_err() {
-                    return Some(vec![]);
-                }
-                Some(
+        let found = {
+            let s = svc.lock().await;
+            match node {
+                None => Some(
+                    s.visible_nodes(&req)
+                        .into_iter()
+                        .map(|(n, title)| item(Some(n), (!title.is_empty()).then_some(title)))
+                        .collect(),
+                ),
+                Some(n) => s.nodes.get(n).map(|node| {
+                    if s.may_access(node, &req).is_err() {
+                        return vec![];
+                    }
                     node.items
                         .iter()
                         .map(|i| item(None, Some(i.id.clone())))
-                        .collect(),
-                )
+                        .collect()
+                }),
             }
-        }
+        };
+        drop(svc);
+        self.release(server, user);
+        found
     }
 
     async fn info(
@@ -543,18 +569,24 @@ impl DiscoProvider for Pep {
     ) -> Option<Result<Vec<Element>, StanzaError>> {
         let req = self.requester(server, user, from).await;
         let svc = self.service(server, user).await;
-        let s = svc.lock().await;
-        let n = s.nodes.get(node)?;
-        if s.may_access(n, &req).is_err() {
-            return Some(Err(StanzaError::item_not_found()));
-        }
-        Some(Ok(vec![
-            Element::new("identity", super::INFO)
-                .with_attr("category", "pubsub")
-                .with_attr("type", "leaf"),
-            super::feature(NS),
-            n.meta_data(),
-        ]))
+        let found = {
+            let s = svc.lock().await;
+            s.nodes.get(node).map(|n| {
+                if s.may_access(n, &req).is_err() {
+                    return Err(StanzaError::item_not_found());
+                }
+                Ok(vec![
+                    Element::new("identity", super::INFO)
+                        .with_attr("category", "pubsub")
+                        .with_attr("type", "leaf"),
+                    super::feature(NS),
+                    n.meta_data(),
+                ])
+            })
+        };
+        drop(svc);
+        self.release(server, user);
+        found
     }
 }
 
