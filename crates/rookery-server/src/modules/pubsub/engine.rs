@@ -1839,4 +1839,101 @@ mod tests {
         let r = PubSub::restore(s.policy.clone(), vec![stored]);
         assert_eq!(r.nodes["n"], s.nodes["n"]);
     }
+
+    #[test]
+    fn subscription_options_and_own_lists() {
+        let mut s = service();
+        create(&mut s, "o@x", &[]);
+        s.handle(subscribe("c@x/r"), &who("c@x/r"), 0)
+            .reply
+            .unwrap();
+        let opts = |form: Option<Values>| Op::Options {
+            node: "n".into(),
+            jid: "c@x/r".into(),
+            form,
+        };
+        let out = s.handle(opts(None), &who("c@x/r"), 0);
+        let form = out.reply.unwrap().unwrap();
+        let x = form
+            .get_child("options", NS)
+            .unwrap()
+            .get_child("x", forms::NS)
+            .unwrap()
+            .clone();
+        assert_eq!(forms::values(&x)["pubsub#deliver"], vec!["1".to_string()]);
+        assert_eq!(
+            condition(&s.handle(opts(None), &who("e@x"), 0)).0,
+            "forbidden"
+        );
+        let bad = values(&[("pubsub#show-values", "sleepy")]);
+        assert_eq!(
+            condition(&s.handle(opts(Some(bad)), &who("c@x"), 0)),
+            ("bad-request", Some("invalid-options".into()))
+        );
+        // Notifications off: nothing for this subscriber.
+        s.handle(
+            opts(Some(values(&[("pubsub#deliver", "false")]))),
+            &who("c@x"),
+            0,
+        )
+        .reply
+        .unwrap();
+        let out = s.handle(publish(Some("1"), "x"), &who("o@x"), 0);
+        assert!(out.notices.is_empty());
+        // show-values travel with the notice, for the adapter to apply.
+        s.handle(
+            opts(Some(values(&[
+                ("pubsub#deliver", "1"),
+                ("pubsub#show-values", "chat"),
+            ]))),
+            &who("c@x"),
+            0,
+        )
+        .reply
+        .unwrap();
+        let out = s.handle(publish(Some("2"), "x"), &who("o@x"), 0);
+        assert_eq!(out.notices[0].show, vec!["chat".to_string()]);
+        // The subscriber's and the owner's own lists.
+        let out = s.handle(Op::MySubscriptions { node: None }, &who("c@x/other"), 0);
+        let list = out.reply.unwrap().unwrap();
+        let sub = list
+            .get_child("subscriptions", NS)
+            .unwrap()
+            .get_child("subscription", NS)
+            .unwrap()
+            .clone();
+        assert_eq!(sub.attr("jid"), Some("c@x/r"));
+        let out = s.handle(Op::MyAffiliations { node: None }, &who("o@x"), 0);
+        let list = out.reply.unwrap().unwrap();
+        let aff = list
+            .get_child("affiliations", NS)
+            .unwrap()
+            .get_child("affiliation", NS)
+            .unwrap()
+            .clone();
+        assert_eq!(aff.attr("affiliation"), Some("owner"));
+        // Unsubscribing twice: not-subscribed.
+        s.handle(
+            Op::Unsubscribe {
+                node: "n".into(),
+                jid: "c@x/r".into(),
+            },
+            &who("c@x/r"),
+            0,
+        )
+        .reply
+        .unwrap();
+        let out = s.handle(
+            Op::Unsubscribe {
+                node: "n".into(),
+                jid: "c@x/r".into(),
+            },
+            &who("c@x/r"),
+            0,
+        );
+        assert_eq!(
+            condition(&out),
+            ("unexpected-request", Some("not-subscribed".into()))
+        );
+    }
 }
