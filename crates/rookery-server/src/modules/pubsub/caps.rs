@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub const NS: &str = "http://jabber.org/protocol/caps";
 const INFO: &str = "http://jabber.org/protocol/disco#info";
 
+/// Distinct verified `ver`s remembered.
+const MAX_CACHED: usize = 10_000;
+
 /// Nodes a resource wants notifications for.
 pub type Interests = Arc<BTreeSet<String>>;
 
@@ -204,7 +207,10 @@ impl Registry {
             .and_then(|c| c.hash.clone())
             .unwrap_or_else(|| "sha-1".into());
         let got = interests(query);
-        if self::ver(query, &hash).as_deref() == Some(ver) {
+        let verified = self::ver(query, &hash).as_deref() == Some(ver);
+        // Clients can mint verified hashes at will: the cache has a size limit, and past it a
+        // result only serves the resource that gave it.
+        if verified && (self.cache.len() < MAX_CACHED || self.cache.contains_key(ver)) {
             self.cache.insert(ver.to_string(), got.clone());
         } else if claim.as_ref().is_some_and(|c| c.ver == ver) {
             self.unverified

@@ -25,6 +25,8 @@ pub struct Policy {
     pub expose_publisher: Option<bool>,
     /// Largest item payload, in bytes of XML.
     pub max_payload_bytes: usize,
+    /// Most nodes the service holds.
+    pub max_nodes: usize,
 }
 
 /// Who is asking, as the adapter established it.
@@ -265,6 +267,7 @@ impl PubSub {
         if self.nodes.contains_key(&name) {
             return Err(StanzaError::conflict());
         }
+        self.room_for_a_node()?;
         let mut cfg = self.policy.defaults.clone();
         if let Some(v) = &config {
             if let Some(t) = v.get("FORM_TYPE").and_then(|t| t.first()) {
@@ -282,6 +285,13 @@ impl PubSub {
         }));
         self.create_node(&name, cfg, req.bare(), &mut out);
         Ok(out)
+    }
+
+    fn room_for_a_node(&self) -> Result<(), StanzaError> {
+        if self.nodes.len() >= self.policy.max_nodes {
+            return Err(StanzaError::resource_constraint().with_text("Too many nodes"));
+        }
+        Ok(())
     }
 
     fn create_node(&mut self, name: &str, cfg: NodeConfig, owner: &str, out: &mut Outcome) {
@@ -507,6 +517,7 @@ impl PubSub {
                 }
             }
             None if self.policy.auto_create && req.may_create => {
+                self.room_for_a_node()?;
                 let mut cfg = self.policy.defaults.clone();
                 if let Some(v) = &options {
                     let mut v = v.clone();
@@ -1134,6 +1145,7 @@ mod tests {
             auto_create: false,
             expose_publisher: Some(true),
             max_payload_bytes: 1000,
+            max_nodes: 3,
         })
     }
 
@@ -1150,6 +1162,7 @@ mod tests {
             auto_create: true,
             expose_publisher: None,
             max_payload_bytes: 1000,
+            max_nodes: 3,
         })
     }
 
@@ -1383,6 +1396,14 @@ mod tests {
             &[("pubsub#title", "T"), ("pubsub#access_model", "whitelist")],
         );
         assert_eq!(s.nodes["n"].config.title, "T");
+        // The service's node limit (3 in these tests).
+        let make = |name: &str| Op::Create {
+            node: Some(name.into()),
+            config: None,
+        };
+        s.handle(make("m"), &who("o@x"), 0).reply.unwrap();
+        let out = s.handle(make("z"), &who("o@x"), 0);
+        assert_eq!(condition(&out).0, "resource-constraint");
     }
 
     #[test]

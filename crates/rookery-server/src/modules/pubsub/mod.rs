@@ -207,6 +207,7 @@ impl PubSubModule {
                     auto_create: false,
                     expose_publisher: options.expose_publisher.then_some(true),
                     max_payload_bytes: options.max_payload_bytes,
+                    max_nodes: 100_000,
                 };
                 (domain, Arc::new(Mutex::new(PubSub::new(policy))))
             })

@@ -59,6 +59,7 @@ impl Pep {
             auto_create: true,
             expose_publisher: None,
             max_payload_bytes: self.options.max_payload_bytes,
+            max_nodes: 1_000,
         }
     }
 
