@@ -275,6 +275,12 @@ impl PubSub {
                     return Err(StanzaError::bad_request().with_text("wrong FORM_TYPE"));
                 }
             }
+            // Leaf nodes only (§9 collection nodes are not supported).
+            if v.get("pubsub#node_type")
+                .is_some_and(|t| t.iter().any(|t| t == "collection"))
+            {
+                return Err(unsupported("collections"));
+            }
             cfg.apply(v, self.policy.max_items)?;
         }
         let mut out = Outcome::reply(instant.then(|| {
