@@ -784,3 +784,54 @@ async fn pep_items_outlive_the_owners_session() {
         .collect();
     assert_eq!(nodes, vec!["urn:x:mood"]);
 }
+
+#[tokio::test]
+async fn a_contact_coming_online_gets_the_last_items_it_wants() {
+    let s = TestServer::start().await;
+    for u in ["alice", "bob"] {
+        s.add_user(u, "pw123456").await;
+    }
+    befriend(&s, "alice", "bob").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    ok(
+        &mut alice,
+        iq(
+            "set",
+            "t",
+            None,
+            &publish(
+                "urn:x:tune",
+                "current",
+                "<tune xmlns='urn:x:tune'>Cedars</tune>",
+            ),
+        ),
+    )
+    .await;
+    ok(
+        &mut alice,
+        iq(
+            "set",
+            "m",
+            None,
+            &publish("urn:x:mood", "current", "<mood xmlns='urn:x:mood'/>"),
+        ),
+    )
+    .await;
+    // Bob's client wants tunes only; it learns Alice's last one as soon as the server knows.
+    let mut bob = s.login("bob", "pw123456").await;
+    announce_caps(&mut bob, &["urn:x:tune+notify"]).await;
+    let m = bob
+        .recv_until(|e| e.name() == "message" && e.attr("from") == Some("alice@localhost"))
+        .await;
+    let ev = m.get_child("event", EVENT).unwrap();
+    assert_eq!(
+        ev.get_child("items", EVENT).unwrap().attr("node"),
+        Some("urn:x:tune")
+    );
+    assert!(m.has_child("delay", "urn:xmpp:delay"), "{m}");
+    bob.expect_silence().await;
+    // The same presence again brings nothing new.
+    bob.send("<presence/>").await;
+    let got = bob.drain().await;
+    assert!(got.iter().all(|e| e.name() != "message"), "{got:?}");
+}
