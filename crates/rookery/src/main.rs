@@ -7,6 +7,11 @@ use rookery_server::{accounts, Server};
 use std::io::BufRead;
 use std::path::PathBuf;
 
+// glibc's allocator spent a tenth of the server's time consolidating free lists under fan-out
+// load (perf, 200-occupant room); mimalloc keeps per-thread free lists.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "rookery", version, about = "An XMPP server")]
 struct Cli {
