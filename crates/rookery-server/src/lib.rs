@@ -1,6 +1,7 @@
 //! The Rookery server: listeners, c2s streams, the router, modules and storage (RFC 6120, 6121).
 
 pub mod accounts;
+pub mod admin;
 pub mod archive;
 pub mod c2s;
 pub mod forms;
