@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod admin_socket;
 pub mod archive;
 pub mod c2s;
 pub mod forms;
@@ -122,6 +123,20 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
         }
     }
     let mut listeners = JoinSet::new();
+    #[cfg(unix)]
+    match admin_socket::bind(&server).await {
+        Ok(Some(l)) => {
+            let server = server.clone();
+            listeners.spawn(async move {
+                if let Err(e) = admin_socket::serve(server, l).await {
+                    tracing::error!(%e, "admin socket failed");
+                }
+            });
+        }
+        Ok(None) => {}
+        // The server works without it; only the CLI's live operations need it.
+        Err(e) => tracing::warn!(%e, "admin socket unavailable"),
+    }
     let retention = server.config.modules.mam.retention_days;
     if retention > 0 {
         let server = server.clone();
