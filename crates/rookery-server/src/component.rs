@@ -224,6 +224,7 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                         crate::router::bounce(server, &el, StanzaError::bad_request().with_text("no 'to'"));
                         continue;
                     }
+                    tracing::debug!(%domain, stanza = %el, "from component");
                     crate::router::deliver(server, el).await;
                 }
                 Ok(StreamEvent::Close) => {
@@ -242,6 +243,7 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             },
             el = rx.recv() => {
                 let Some(mut el) = el else { return Ok(()) };
+                tracing::debug!(%domain, stanza = %el, "to component");
                 crate::s2s::renamespace(&mut el, rookery_core::ns::CLIENT, NS);
                 out.clear();
                 el.write_to(&mut out, NS);

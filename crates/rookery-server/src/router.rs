@@ -138,16 +138,20 @@ pub fn bounce(server: &Server, orig: &Element, err: StanzaError) {
 /// Puts a stanza on the session its `to` names, if that session exists. Errors for a full inbox
 /// are returned to the original sender.
 pub fn deliver_to_full(server: &Server, el: Element) -> bool {
-    let Some(full) = el.attr("to").and_then(|t| FullJid::new(t).ok()) else {
+    let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
         return false;
     };
-    // Answers to other servers' users (and to components) leave through federation.
-    let domain = full.domain().as_str();
+    // Answers to other servers' users (and to components, which may use bare JIDs) leave
+    // through federation.
+    let domain = to.domain().as_str();
     if !server.config.is_local_host(domain) && !server.modules.services.contains_key(domain) {
         let domain = domain.to_string();
         crate::s2s::route(&server.arc(), &domain, el);
         return true;
     }
+    let Ok(full) = to.try_into_full() else {
+        return false;
+    };
     match server.sessions.get(&full) {
         Some(s) => send_to_session(server, &s, el),
         None => false,
