@@ -130,6 +130,68 @@ pub async fn login(cfg: &Settings, user: &str) -> Result<Online> {
     })
 }
 
+/// Joins MUC room `room` as `nick` without history and waits for the self-presence (XEP-0045
+/// §7.2). When the room was just created (status 201), submits a configuration allowing
+/// `max_users` occupants, which also unlocks it.
+pub async fn join_room(online: &mut Online, room: &str, nick: &str, max_users: u32) -> Result<()> {
+    let occupant = format!("{room}/{nick}");
+    let join = Element::new("presence", ns::CLIENT)
+        .with_attr("to", occupant.as_str())
+        .with_child(
+            Element::new("x", MUC)
+                .with_child(Element::new("history", MUC).with_attr("maxstanzas", "0")),
+        );
+    send(&mut online.stream, &join.to_stream_xml(ns::CLIENT)).await?;
+    let io = &mut online.stream;
+    loop {
+        let el = online.reader.next_stanza(io).await?;
+        if !el.is("presence", ns::CLIENT) || el.attr("from") != Some(occupant.as_str()) {
+            continue;
+        }
+        if el.attr("type") == Some("error") {
+            bail!("join refused: {}", stanza_error(&el));
+        }
+        let codes: Vec<&str> = el
+            .get_child("x", MUC_USER)
+            .map(|x| x.children().filter_map(|c| c.attr("code")).collect())
+            .unwrap_or_default();
+        if !codes.contains(&"110") {
+            continue;
+        }
+        if codes.contains(&"201") {
+            let field = |var: &str, value: &str| {
+                Element::new("field", DATA)
+                    .with_attr("var", var)
+                    .with_child(Element::new("value", DATA).with_text(value))
+            };
+            let config = Element::new("iq", ns::CLIENT)
+                .with_attr("type", "set")
+                .with_attr("id", "cfg")
+                .with_attr("to", room)
+                .with_child(
+                    Element::new("query", MUC_OWNER).with_child(
+                        Element::new("x", DATA)
+                            .with_attr("type", "submit")
+                            .with_child(field("FORM_TYPE", MUC_CONFIG))
+                            .with_child(field("muc#roomconfig_maxusers", &max_users.to_string())),
+                    ),
+                );
+            send(io, &config.to_stream_xml(ns::CLIENT)).await?;
+            let reply = iq_reply(io, &mut online.reader, "cfg").await?;
+            if reply.attr("type") != Some("result") {
+                bail!("room configuration refused: {}", stanza_error(&reply));
+            }
+        }
+        return Ok(());
+    }
+}
+
+const MUC: &str = "http://jabber.org/protocol/muc";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+const MUC_CONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
+const DATA: &str = "jabber:x:data";
+
 /// Creates account `user` with XEP-0077 in-band registration, then closes the stream.
 pub async fn register(cfg: &Settings, user: &str) -> Result<Registered> {
     let work = async {

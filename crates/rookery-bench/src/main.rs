@@ -1,5 +1,6 @@
-//! rookery-bench: signs in N XMPP clients over STARTTLS with SCRAM, sends 1:1 messages at a target
-//! rate, and reports logins/s, delivered messages/s and delivery latency percentiles.
+//! rookery-bench: signs in N XMPP clients over STARTTLS with SCRAM, sends 1:1 messages (or
+//! groupchat messages in one XEP-0045 room that all clients join) at a target rate, and reports
+//! logins/s, delivered messages/s and delivery latency percentiles.
 
 use rookery_bench::{client, scram, stats, tls, traffic};
 
@@ -67,6 +68,10 @@ struct Args {
     /// Seconds one login (or registration) may take before it counts as failed.
     #[arg(long, default_value_t = 60)]
     login_timeout: u64,
+    /// Room mode: every client joins this MUC room (e.g. bench@conference.localhost) and sends
+    /// groupchat messages there; each one is delivered to every occupant.
+    #[arg(long)]
+    room: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -135,6 +140,9 @@ async fn run(args: Args) -> Result<Report> {
     let traffic = Arc::new(Traffic::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (login, online, tasks) = login_phase(&args, &settings, &traffic, &stop_rx).await;
+    if args.room.is_some() {
+        traffic.fanout.store(online.len() as u64, Ordering::SeqCst);
+    }
     eprintln!(
         "{} online, {} failed in {:.2} s",
         login.ok,
@@ -148,7 +156,8 @@ async fn run(args: Args) -> Result<Report> {
         args.rate,
         duration.as_secs()
     );
-    let delivered_in_window = messaging_phase(args.rate, duration, online, &traffic).await;
+    let delivered_in_window =
+        messaging_phase(args.rate, duration, online, args.room.as_deref(), &traffic).await;
 
     let _ = stop_tx.send(true);
     for task in tasks {
@@ -217,18 +226,41 @@ async fn login_phase(
     let started = Instant::now();
     let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let (report_tx, mut reports) = mpsc::unbounded_channel();
+    // Room mode: client 0 creates and configures the room; the others join once it is open.
+    let (room_open_tx, room_open) = watch::channel(false);
+    let room_open_tx = Arc::new(room_open_tx);
     let tasks = (0..args.clients as usize)
         .map(|index| {
             let user = format!("{}{index}", args.prefix);
             let (settings, limit) = (settings.clone(), limit.clone());
             let (report_tx, stop, traffic) = (report_tx.clone(), stop.clone(), traffic.clone());
+            let (room, max_users) = (args.room.clone(), args.clients);
+            let (mut room_open, room_open_tx) = (room_open.clone(), room_open_tx.clone());
             tokio::spawn(async move {
                 let permit = limit
                     .acquire_owned()
                     .await
                     .expect("semaphore is never closed");
-                let result = client::login(&settings, &user).await;
+                let mut result = client::login(&settings, &user).await;
                 drop(permit);
+                if let (Some(room), Ok(online)) = (&room, &mut result) {
+                    let joined = async {
+                        if index > 0 {
+                            room_open.wait_for(|open| *open).await?;
+                        }
+                        client::join_room(online, room, &user, max_users).await
+                    };
+                    let joined = tokio::time::timeout(settings.login_timeout, joined).await;
+                    result = match joined {
+                        Ok(Ok(())) => result,
+                        Ok(Err(e)) => Err(e.context("muc join")),
+                        Err(_) => Err(anyhow::anyhow!("muc join: timeout")),
+                    };
+                }
+                if index == 0 {
+                    // Open the gate even on failure: the others then fail on their own.
+                    let _ = room_open_tx.send(true);
+                }
                 match result {
                     Err(e) => {
                         let outcome = Err(format!("{e:#}"));
@@ -274,6 +306,7 @@ async fn messaging_phase(
     rate: u64,
     duration: Duration,
     online: Vec<LoggedIn>,
+    room: Option<&str>,
     traffic: &Traffic,
 ) -> u64 {
     if online.is_empty() || rate == 0 || duration.is_zero() {
@@ -294,7 +327,10 @@ async fn messaging_phase(
             0
         };
         let _ = client.schedule.send(Schedule {
-            target: targets[(p + 1) % m].clone(),
+            target: room
+                .map(str::to_string)
+                .unwrap_or_else(|| targets[(p + 1) % m].clone()),
+            kind: if room.is_some() { "groupchat" } else { "chat" },
             first: start + Duration::from_nanos(offset_ns as u64),
             period: Duration::from_nanos(period_ns as u64),
             count,

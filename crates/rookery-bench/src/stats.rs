@@ -81,6 +81,8 @@ pub struct Traffic {
     pub delivered: AtomicU64,
     pub bounced: AtomicU64,
     pub malformed: AtomicU64,
+    /// Deliveries each sent message should make: 1 for chat, the occupant count in a room.
+    pub fanout: AtomicU64,
     pub disconnects: Mutex<Reasons>,
     latency: Mutex<Histogram<u64>>,
     all_sent: AtomicBool,
@@ -97,6 +99,7 @@ impl Default for Traffic {
             delivered: AtomicU64::new(0),
             bounced: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
+            fanout: AtomicU64::new(1),
             disconnects: Mutex::new(Reasons::default()),
             latency: Mutex::new(histogram()),
             all_sent: AtomicBool::new(false),
@@ -113,9 +116,14 @@ impl Traffic {
             .expect("latency histogram poisoned")
             .saturating_record((latency_ns / 1000).max(1));
         let delivered = self.delivered.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.all_sent.load(Ordering::SeqCst) && delivered >= self.sent.load(Ordering::SeqCst) {
+        if self.all_sent.load(Ordering::SeqCst) && delivered >= self.expected() {
             self.drained.notify_one();
         }
+    }
+
+    /// Deliveries due for the messages sent so far.
+    pub fn expected(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst) * self.fanout.load(Ordering::SeqCst)
     }
 
     pub fn disconnect(&self, reason: &str) {
@@ -128,7 +136,7 @@ impl Traffic {
     /// Called once no more messages will be sent; resolves when all sent ones have arrived.
     pub async fn all_delivered(&self) {
         self.all_sent.store(true, Ordering::SeqCst);
-        while self.delivered.load(Ordering::SeqCst) < self.sent.load(Ordering::SeqCst) {
+        while self.delivered.load(Ordering::SeqCst) < self.expected() {
             self.drained.notified().await;
         }
     }
@@ -180,7 +188,7 @@ impl Report {
             sent,
             t.skipped.load(Ordering::SeqCst) + t.send_errors.load(Ordering::SeqCst),
             delivered,
-            sent.saturating_sub(delivered),
+            t.expected().saturating_sub(delivered),
             t.bounced.load(Ordering::SeqCst),
             t.malformed.load(Ordering::SeqCst),
         ]
@@ -229,6 +237,10 @@ impl Report {
             bounced,
             malformed
         );
+        let fanout = self.traffic.fanout.load(Ordering::SeqCst);
+        if fanout > 1 {
+            let _ = writeln!(s, "room: each message goes to {fanout} occupants");
+        }
         let _ = writeln!(
             s,
             "throughput: {:.1} sent/s, {:.1} delivered/s (in window; {} arrived in the grace period)",
@@ -291,6 +303,7 @@ impl Report {
         j.num("lost", lost as f64);
         j.num("bounced", bounced as f64);
         j.num("malformed", malformed as f64);
+        j.num("fanout", self.traffic.fanout.load(Ordering::SeqCst) as f64);
         j.num("sent_per_sec", per_sec(sent, self.duration));
         j.num(
             "delivered_per_sec",

@@ -18,8 +18,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// This client's part of the rate schedule.
 pub struct Schedule {
-    /// Full JID of the client this one sends to.
+    /// Full JID of the client this one sends to, or the room's JID.
     pub target: String,
+    /// "chat", or "groupchat" for a room.
+    pub kind: &'static str,
     /// When the first message is due; the next ones follow every `period`.
     pub first: Instant,
     pub period: Duration,
@@ -86,7 +88,7 @@ async fn send_schedule<S: AsyncWrite>(
         let mut w = wr.lock().await;
         let msg = Element::new("message", ns::CLIENT)
             .with_attr("to", s.target.as_str())
-            .with_attr("type", "chat")
+            .with_attr("type", s.kind)
             .with_attr("id", format!("{index}-{seq}"))
             .with_child(
                 Element::new("body", ns::CLIENT).with_text(format!("{seq} {}", now_nanos())),

@@ -82,3 +82,37 @@ pub async fn delete(server: &Server, user: &BareJid) -> Result<(), AccountError>
     }
     Ok(())
 }
+
+/// Where the disabled flag lives (key-value store, per account).
+const DISABLED: &str = "account";
+
+/// Whether an administrator disabled the account (XEP-0133 §4.3).
+pub async fn is_disabled(server: &Server, user: &BareJid) -> bool {
+    matches!(
+        server.storage.kv_get(user, DISABLED, "disabled").await,
+        Ok(Some(_))
+    )
+}
+
+/// Disables or re-enables an account; disabling ends its sessions.
+pub async fn set_disabled(
+    server: &Server,
+    user: &BareJid,
+    disabled: bool,
+) -> Result<(), AccountError> {
+    if server.storage.credentials(user).await?.is_none() {
+        return Err(AccountError::NotFound);
+    }
+    let now = chrono::Utc::now().to_rfc3339();
+    server
+        .storage
+        .kv_set(user, DISABLED, "disabled", disabled.then_some(now.as_str()))
+        .await?;
+    if disabled {
+        for s in server.sessions.resources(user) {
+            s.close("not-authorized", Some("account disabled".into()))
+                .await;
+        }
+    }
+    Ok(())
+}

@@ -100,9 +100,16 @@ pub fn inbound<'a>(
 
 async fn inbound_inner(server: &Server, el: Element, to: Jid) {
     let ptype = presence_type(&el).to_string();
-    if let Dest::Service(d) = classify(server, &to) {
-        router::to_service(server, &d, el).await;
-        return;
+    match classify(server, &to) {
+        Dest::Service(d) => {
+            router::to_service(server, &d, el).await;
+            return;
+        }
+        Dest::Remote(d) => {
+            crate::s2s::route(&server.arc(), &d, el);
+            return;
+        }
+        _ => {}
     }
     let (target, full) = match classify(server, &to) {
         Dest::Bare(b) => (b, false),
@@ -142,6 +149,29 @@ async fn inbound_inner(server: &Server, el: Element, to: Jid) {
         return;
     }
     if ptype == "probe" {
+        // From another server (local probes are answered directly): its user may see our
+        // user's presence when subscribed (RFC 6121 §4.3.2).
+        if let Some(from) = sender.filter(|f| !server.config.is_local_host(f.domain().as_str())) {
+            let subscribed = matches!(
+                server.storage.roster_item(&target, from.as_str()).await,
+                Ok(Some(RosterItem { subscription, .. })) if subscription.has_from()
+            );
+            if subscribed {
+                let online = server
+                    .sessions
+                    .resources(&target)
+                    .iter()
+                    .any(|s| s.is_available());
+                if online {
+                    send_current_presence(server, &target, &from, true).await;
+                } else {
+                    let p = Element::new("presence", ns::CLIENT)
+                        .with_attr("type", "unavailable")
+                        .with_attr("from", target.to_string());
+                    send_to_contact(server, from.as_str(), &p).await;
+                }
+            }
+        }
         return;
     }
     if ptype == "available" {
@@ -192,7 +222,16 @@ async fn broadcast_available(server: &Server, origin: &SessionHandle, mut el: El
     // Probes: the presence of everyone we are subscribed to, and of our other resources.
     for item in roster.iter().filter(|i| i.subscription.has_to()) {
         if let Ok(contact) = BareJid::new(&item.jid) {
-            answer_probe(server, &contact, origin).await;
+            if server.config.is_local_host(contact.domain().as_str()) {
+                answer_probe(server, &contact, origin).await;
+            } else {
+                // A contact elsewhere: its server answers (RFC 6121 §4.3.1).
+                let probe = Element::new("presence", ns::CLIENT)
+                    .with_attr("type", "probe")
+                    .with_attr("from", user.to_string())
+                    .with_attr("to", contact.to_string());
+                crate::s2s::route(&server.arc(), contact.domain().as_str(), probe);
+            }
         }
     }
     for s in server.sessions.resources(&user) {
@@ -409,7 +448,7 @@ async fn outbound_subscription(
 async fn deliver_subscription(server: &Server, el: Element, contact: &BareJid) {
     match classify(server, &Jid::from(contact.clone())) {
         Dest::Bare(_) => inbound(server, el, Jid::from(contact.clone())).await,
-        Dest::Remote(_) => {} // Federation is not there yet; nothing can be routed.
+        Dest::Remote(d) => crate::s2s::route(&server.arc(), &d, el),
         _ => {}
     }
 }

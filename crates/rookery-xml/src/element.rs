@@ -1,6 +1,7 @@
 //! A small owned XML element tree: what a stanza is once parsed, and what features build.
 
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 
 /// A child of an element: another element or character data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,12 +13,54 @@ pub enum Node {
 /// An XML element with its namespace resolved. Attributes in the XML namespace are kept under
 /// their conventional `xml:` prefix (`xml:lang`); other namespaced attributes are kept in Clark
 /// notation (`{urn:xmpp:xbosh}restart`) for reading only and are not serialised.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Children are shared between clones (copy on write), and their serialisation is cached once
+/// shared: fanning one stanza out to many recipients, which differ only in `to`, then copies and
+/// serialises the content once rather than once per recipient.
+#[derive(Clone)]
 pub struct Element {
     name: String,
     ns: String,
     attrs: Vec<(String, String)>,
-    children: Vec<Node>,
+    children: Option<Arc<Children>>,
+}
+
+#[derive(Default)]
+struct Children {
+    nodes: Vec<Node>,
+    /// The serialised content, with this element's namespace as the default in scope.
+    xml: OnceLock<String>,
+}
+
+impl Clone for Children {
+    fn clone(&self) -> Self {
+        Children {
+            nodes: self.nodes.clone(),
+            xml: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for Element {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.ns == other.ns
+            && self.attrs == other.attrs
+            && self.nodes() == other.nodes()
+    }
+}
+
+impl Eq for Element {}
+
+impl std::fmt::Debug for Element {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Element")
+            .field("name", &self.name)
+            .field("ns", &self.ns)
+            .field("attrs", &self.attrs)
+            .field("children", &self.nodes())
+            .finish()
+    }
 }
 
 impl Element {
@@ -26,8 +69,15 @@ impl Element {
             name: name.into(),
             ns: ns.into(),
             attrs: Vec::new(),
-            children: Vec::new(),
+            children: None,
         }
+    }
+
+    /// The children for changing: unshared first, and the cached serialisation dropped.
+    fn nodes_mut(&mut self) -> &mut Vec<Node> {
+        let c = Arc::make_mut(self.children.get_or_insert_with(Default::default));
+        c.xml.take();
+        &mut c.nodes
     }
 
     pub fn name(&self) -> &str {
@@ -44,6 +94,10 @@ impl Element {
 
     pub fn set_ns(&mut self, ns: impl Into<String>) {
         self.ns = ns.into();
+        // The cached content was written with the old namespace as the default.
+        if self.children.is_some() {
+            self.nodes_mut();
+        }
     }
 
     pub fn attr(&self, key: &str) -> Option<&str> {
@@ -90,13 +144,15 @@ impl Element {
     }
 
     pub fn with_child(mut self, child: Element) -> Self {
-        self.children.push(Node::Element(child));
+        self.nodes_mut().push(Node::Element(child));
         self
     }
 
     pub fn with_children(mut self, children: impl IntoIterator<Item = Element>) -> Self {
-        self.children
-            .extend(children.into_iter().map(Node::Element));
+        let mut children = children.into_iter().map(Node::Element).peekable();
+        if children.peek().is_some() {
+            self.nodes_mut().extend(children);
+        }
         self
     }
 
@@ -106,7 +162,7 @@ impl Element {
     }
 
     pub fn push_child(&mut self, child: Element) {
-        self.children.push(Node::Element(child));
+        self.nodes_mut().push(Node::Element(child));
     }
 
     pub fn append_text(&mut self, text: impl Into<String>) {
@@ -114,26 +170,27 @@ impl Element {
         if text.is_empty() {
             return;
         }
-        if let Some(Node::Text(last)) = self.children.last_mut() {
+        let nodes = self.nodes_mut();
+        if let Some(Node::Text(last)) = nodes.last_mut() {
             last.push_str(&text);
         } else {
-            self.children.push(Node::Text(text));
+            nodes.push(Node::Text(text));
         }
     }
 
     pub fn nodes(&self) -> &[Node] {
-        &self.children
+        self.children.as_deref().map_or(&[], |c| c.nodes.as_slice())
     }
 
     pub fn children(&self) -> impl Iterator<Item = &Element> {
-        self.children.iter().filter_map(|n| match n {
+        self.nodes().iter().filter_map(|n| match n {
             Node::Element(e) => Some(e),
             Node::Text(_) => None,
         })
     }
 
     pub fn children_mut(&mut self) -> impl Iterator<Item = &mut Element> {
-        self.children.iter_mut().filter_map(|n| match n {
+        self.nodes_mut().iter_mut().filter_map(|n| match n {
             Node::Element(e) => Some(e),
             Node::Text(_) => None,
         })
@@ -144,6 +201,9 @@ impl Element {
     }
 
     pub fn get_child_mut(&mut self, name: &str, ns: &str) -> Option<&mut Element> {
+        if !self.has_child(name, ns) {
+            return None;
+        }
         self.children_mut().find(|c| c.is(name, ns))
     }
 
@@ -153,18 +213,29 @@ impl Element {
 
     /// Removes every child element for which `keep` answers false.
     pub fn retain_children(&mut self, mut keep: impl FnMut(&Element) -> bool) {
-        self.children.retain(|n| match n {
+        let mut keep = |n: &Node| match n {
             Node::Element(e) => keep(e),
             Node::Text(_) => true,
+        };
+        // Only unshare (and forget the cached serialisation) when something goes.
+        let Some(first_gone) = self.nodes().iter().position(|n| !keep(n)) else {
+            return;
+        };
+        let nodes = self.nodes_mut();
+        let mut i = 0;
+        nodes.retain(|n| {
+            let k = i < first_gone || (i != first_gone && keep(n));
+            i += 1;
+            k
         });
     }
 
     pub fn remove_child(&mut self, name: &str, ns: &str) -> Option<Element> {
         let pos = self
-            .children
+            .nodes()
             .iter()
             .position(|n| matches!(n, Node::Element(e) if e.is(name, ns)))?;
-        match self.children.remove(pos) {
+        match self.nodes_mut().remove(pos) {
             Node::Element(e) => Some(e),
             Node::Text(_) => None,
         }
@@ -173,7 +244,7 @@ impl Element {
     /// The concatenated character data directly inside this element.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        for n in &self.children {
+        for n in self.nodes() {
             if let Node::Text(t) = n {
                 out.push_str(t);
             }
@@ -216,21 +287,22 @@ impl Element {
             escape_attr(out, v);
             out.push('\'');
         }
-        if self.children.is_empty() {
+        let Some(children) = self.children.as_ref().filter(|c| !c.nodes.is_empty()) else {
             out.push_str("/>");
             return;
-        }
-        out.push('>');
-        let inner_ns = if prefixed {
-            parent_ns
-        } else {
-            self.ns.as_str()
         };
-        for n in &self.children {
-            match n {
-                Node::Element(e) => e.write_to(out, inner_ns),
-                Node::Text(t) => escape_text(out, t),
-            }
+        out.push('>');
+        if prefixed {
+            write_nodes(&children.nodes, out, parent_ns);
+        } else if Arc::strong_count(children) > 1 {
+            // Shared with other copies of this stanza: serialise the content once for all.
+            out.push_str(children.xml.get_or_init(|| {
+                let mut s = String::with_capacity(128);
+                write_nodes(&children.nodes, &mut s, &self.ns);
+                s
+            }));
+        } else {
+            write_nodes(&children.nodes, out, &self.ns);
         }
         out.push_str("</");
         if prefixed {
@@ -271,6 +343,15 @@ impl Element {
     /// Parses one standalone XML element (tests, stored data). Uses the same parser as streams.
     pub fn parse(xml: &str) -> Result<Element, crate::StreamError> {
         crate::stream::parse_fragment(xml.as_bytes())
+    }
+}
+
+fn write_nodes(nodes: &[Node], out: &mut String, ns: &str) {
+    for n in nodes {
+        match n {
+            Node::Element(e) => e.write_to(out, ns),
+            Node::Text(t) => escape_text(out, t),
+        }
     }
 }
 
@@ -350,6 +431,52 @@ mod tests {
         let xml = el.to_xml();
         assert_eq!(xml, "<body xmlns='jabber:client'>&lt;3 &amp; \"x\"</body>");
         assert_eq!(Element::parse(&xml).unwrap(), el);
+    }
+
+    #[test]
+    fn shared_copies_serialise_alike_and_changes_stay_private() {
+        let m = Element::new("message", "jabber:client")
+            .with_attr("from", "room@muc/nick")
+            .with_child(Element::new("body", "jabber:client").with_text("hi & bye"));
+        let mut a = m.clone();
+        a.set_attr("to", "a@x/r");
+        let mut b = m.clone();
+        b.set_attr("to", "b@x/r");
+        // Shared content: the first serialisation fills the cache, the second reads it.
+        assert_eq!(
+            a.to_stream_xml("jabber:client"),
+            "<message from='room@muc/nick' to='a@x/r'><body>hi &amp; bye</body></message>"
+        );
+        assert_eq!(
+            b.to_stream_xml("jabber:client"),
+            "<message from='room@muc/nick' to='b@x/r'><body>hi &amp; bye</body></message>"
+        );
+        // The cache was made for jabber:client as the default namespace; elsewhere it is not used.
+        assert_eq!(
+            a.to_xml(),
+            "<message xmlns='jabber:client' from='room@muc/nick' to='a@x/r'><body>hi &amp; bye</body></message>"
+        );
+        // Changing one copy's children leaves the others (and their cache) alone.
+        b.push_child(Element::new("x", "urn:x"));
+        b.retain_children(|c| c.name() != "body");
+        assert_eq!(
+            b.to_stream_xml("jabber:client"),
+            "<message from='room@muc/nick' to='b@x/r'><x xmlns='urn:x'/></message>"
+        );
+        assert_eq!(
+            a.to_stream_xml("jabber:client"),
+            "<message from='room@muc/nick' to='a@x/r'><body>hi &amp; bye</body></message>"
+        );
+        // A namespace change re-serialises the content under the new default.
+        let mut c = m.clone();
+        c.set_ns("jabber:server");
+        assert_eq!(
+            c.to_stream_xml("jabber:server"),
+            "<message from='room@muc/nick'><body xmlns='jabber:client'>hi &amp; bye</body></message>"
+        );
+        let mut d = a.clone();
+        d.remove_attr("to");
+        assert_eq!(m, d);
     }
 
     #[test]

@@ -98,6 +98,14 @@ pub async fn authenticate(
             }
         }
     };
+    let result = match result {
+        // A disabled account proves its password but may not sign in (RFC 6120 §6.5.1).
+        Ok((user, _)) if crate::accounts::is_disabled(server, &user).await => Err((
+            "account-disabled",
+            Some("This account is disabled by the administrator"),
+        )),
+        r => r,
+    };
     match result {
         Ok((user, server_final)) => {
             server.auth_failures.lock().unwrap().remove(&t.peer_ip());

@@ -63,6 +63,15 @@ impl Blocking {
         l.blocked().map(str::to_string).collect()
     }
 
+    async fn nobody_blocked(&self, server: &Server, user: &BareJid) -> bool {
+        self.store
+            .lists(server, user)
+            .await
+            .blocked()
+            .next()
+            .is_none()
+    }
+
     async fn blocks(&self, server: &Server, user: &BareJid, other: &Jid) -> bool {
         self.store.blocks(server, user, other).await
     }
@@ -211,6 +220,10 @@ fn sender(el: &Element) -> Option<Jid> {
 #[async_trait]
 impl StanzaHook for Blocking {
     async fn outbound(&self, server: &Server, user: &BareJid, el: &Element) -> Verdict {
+        // Most users block nobody: skip parsing addresses for them.
+        if self.nobody_blocked(server, user).await {
+            return Verdict::Pass;
+        }
         let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
             return Verdict::Pass;
         };
@@ -228,6 +241,9 @@ impl StanzaHook for Blocking {
     }
 
     async fn inbound(&self, server: &Server, user: &BareJid, el: &Element) -> Verdict {
+        if self.nobody_blocked(server, user).await {
+            return Verdict::Pass;
+        }
         let Some(from) = sender(el) else {
             return Verdict::Pass;
         };

@@ -36,6 +36,12 @@ impl IqHandler for Disco {
         }
         let payload = req.payload();
         let node = payload.attr("node").map(str::to_string);
+        if let Some(h) = node
+            .as_deref()
+            .and_then(|n| server.modules.disco_nodes.get(n))
+        {
+            return h.handle_iq(server, req).await;
+        }
         if payload.ns() == ITEMS {
             let mut q = Element::new("query", ITEMS).with_opt_attr("node", node.clone());
             if let (Target::Server(domain), None) = (&req.target, &node) {

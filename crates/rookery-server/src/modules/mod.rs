@@ -9,6 +9,7 @@ use rookery_core::{BareJid, Element, Jid};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod adhoc;
 pub mod blocking;
 pub mod carbons;
 pub mod disco;
@@ -21,6 +22,7 @@ pub mod private;
 pub mod pubsub;
 pub mod register;
 pub mod roster;
+pub mod rpc;
 pub mod time;
 pub mod vcard;
 pub mod version;
@@ -210,6 +212,8 @@ pub struct Registry {
     pub stanza_hooks: Vec<Arc<dyn StanzaHook>>,
     /// Services by domain.
     pub services: HashMap<String, Arc<dyn Service>>,
+    /// Disco nodes answered by a module rather than by `disco`.
+    pub disco_nodes: HashMap<String, Arc<dyn IqHandler>>,
 }
 
 impl Registry {
@@ -218,6 +222,11 @@ impl Registry {
             .entry((ns.to_string(), name.to_string()))
             .or_default()
             .push((on, handler));
+    }
+
+    /// Disco queries on `node` (info and items, any target) go to `h` (XEP-0030 §3.2, §4.2).
+    pub fn disco_node(&mut self, node: &str, h: Arc<dyn IqHandler>) {
+        self.disco_nodes.insert(node.to_string(), h);
     }
 
     pub fn server_feature(&mut self, f: &str) {
@@ -300,6 +309,8 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         Arc::new(register::Register),
         Arc::new(carbons::Carbons),
         Arc::new(mam::Mam::default()),
+        Arc::new(adhoc::AdHoc::default()),
+        Arc::new(rpc::Rpc),
         Arc::new(blocking::Blocking::new(privacy_store.clone())),
         Arc::new(privacy::Privacy::new(privacy_store)),
         Arc::new(muc::Muc::new(&config.hosts, config.modules.muc.clone())),

@@ -536,6 +536,9 @@ impl StanzaHook for Privacy {
         if kind_of(el, false) != Some(Kind::PresenceOut) {
             return Verdict::Pass;
         }
+        if self.lists(server, user).await.lists.is_empty() {
+            return Verdict::Pass;
+        }
         let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
             return Verdict::Pass;
         };
@@ -558,6 +561,10 @@ impl StanzaHook for Privacy {
         let Some(kind) = kind_of(el, true) else {
             return Verdict::Pass;
         };
+        // Most users have no lists: skip parsing addresses for them.
+        if self.lists(server, user).await.lists.is_empty() {
+            return Verdict::Pass;
+        }
         let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
             return Verdict::Pass;
         };

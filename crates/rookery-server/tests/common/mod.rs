@@ -77,10 +77,15 @@ impl TestServer {
         }
     }
 
+    /// The first host served.
+    pub fn domain(&self) -> &str {
+        &self.server.config.hosts[0]
+    }
+
     pub async fn add_user(&self, local: &str, password: &str) {
         let jid = rookery_server::accounts::parse_user(
             &self.server.config,
-            &format!("{local}@localhost"),
+            &format!("{local}@{}", self.domain()),
         )
         .unwrap();
         rookery_server::accounts::create(&self.server, &jid, password)
@@ -92,13 +97,13 @@ impl TestServer {
         Settings {
             host: "127.0.0.1".into(),
             port: self.c2s.port(),
-            domain: "localhost".into(),
+            domain: self.domain().into(),
             password: password.into(),
             mechanism,
             connector: tokio_rustls::TlsConnector::from(
                 rookery_bench::tls::client_config().unwrap(),
             ),
-            server_name: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            server_name: rustls_pki_types::ServerName::try_from(self.domain().to_string()).unwrap(),
             salt_cache: SaltCache::default(),
             login_timeout: WAIT,
         }
@@ -281,7 +286,7 @@ impl Raw {
     }
 }
 
-async fn read_event<R: AsyncRead + AsyncWrite + Unpin>(
+pub async fn read_event<R: AsyncRead + AsyncWrite + Unpin>(
     io: &mut R,
     parser: &mut StreamParser,
     pending: &mut std::collections::VecDeque<StreamEvent>,

@@ -981,11 +981,16 @@ impl Room {
     }
 
     pub fn config_form(&self) -> Element {
+        self.config_template().to_element()
+    }
+
+    /// The muc#roomconfig form with the current values; submissions are checked against it.
+    fn config_template(&self) -> forms::Form {
         let c = &self.config;
-        forms::form(
+        forms::Form::new(
             "form",
             Some("Room configuration"),
-            &[
+            vec![
                 Field::hidden("FORM_TYPE", "http://jabber.org/protocol/muc#roomconfig"),
                 Field::text("muc#roomconfig_roomname", "Name", &c.name),
                 Field::text("muc#roomconfig_roomdesc", "Description", &c.description),
@@ -1016,10 +1021,12 @@ impl Room {
                     "Password",
                     vec![c.password.clone()],
                 ),
-                Field::text(
+                Field::integer(
                     "muc#roomconfig_maxusers",
                     "Maximum occupants",
-                    &c.max_users.to_string(),
+                    c.max_users as i64,
+                    Some(1),
+                    None,
                 ),
                 Field::list(
                     "muc#roomconfig_whois",
@@ -1031,10 +1038,12 @@ impl Room {
                     },
                     &[("Moderators", "moderators"), ("Anyone", "anyone")],
                 ),
-                Field::text(
+                Field::integer(
                     "muc#roomconfig_historylength",
                     "Messages of history sent on join",
-                    &c.history_length.to_string(),
+                    c.history_length as i64,
+                    Some(0),
+                    None,
                 ),
                 Field::list(
                     "muc#roomconfig_allowpm",
@@ -1073,6 +1082,8 @@ impl Room {
     }
 
     fn apply_config(&mut self, x: &Element) -> Result<Vec<u16>, StanzaError> {
+        let submitted = forms::Form::parse(x)?;
+        self.config_template().validate(&submitted)?;
         let v = forms::values(x);
         // A submitted field with no <value/> means the empty string.
         let one = |k: &str| {
@@ -1943,6 +1954,39 @@ mod tests {
         assert!(r.presence(&full("z@h/c"), "Emm", &join("Emm"), false)[0]
             .attr("type")
             .is_none());
+    }
+
+    #[test]
+    fn configuration_is_validated_against_the_form() {
+        let mut r = new_room();
+        r.presence(&full("owner@h/a"), "Own", &join("Own"), true);
+        let submit = |fields: &str| {
+            iq(&format!(
+                "<query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+                 {fields}</x></query>"
+            ))
+        };
+        for bad in [
+            "<field var='muc#roomconfig_maxusers'><value>lots</value></field>",
+            "<field var='muc#roomconfig_maxusers'><value>0</value></field>",
+            "<field var='muc#roomconfig_whois'><value>everybody</value></field>",
+            "<field var='muc#roomconfig_membersonly'><value>perhaps</value></field>",
+        ] {
+            let out = r.iq(&full("owner@h/a"), &submit(bad));
+            assert!(
+                out[0].to_xml().contains("not-acceptable"),
+                "{bad}: {}",
+                out[0]
+            );
+        }
+        assert_eq!(r.config.max_users, Config::default().max_users);
+        let out = r.iq(
+            &full("owner@h/a"),
+            &submit("<field var='muc#roomconfig_maxusers'><value>30</value></field>"),
+        );
+        assert_eq!(out[0].attr("type"), Some("result"));
+        assert_eq!(r.config.max_users, 30);
     }
 
     #[test]
