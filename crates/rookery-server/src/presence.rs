@@ -174,7 +174,7 @@ async fn inbound_inner(server: &Server, el: Element, to: Jid) {
         }
         return;
     }
-    if ptype == "available" {
+    if ptype == "available" || ptype == "unavailable" {
         for h in &server.modules.stanza_hooks {
             h.presence_inbound(server, &target, &el).await;
         }

@@ -190,6 +190,9 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
                         }
                     }
                 }
+                // A client answering another server's entity (a disco#info query from a remote
+                // PEP service, say).
+                Dest::Remote(d) => crate::s2s::route(&server.arc(), &d, el),
                 _ => {}
             }
             return;

@@ -835,3 +835,122 @@ async fn a_contact_coming_online_gets_the_last_items_it_wants() {
     let got = bob.drain().await;
     assert!(got.iter().all(|e| e.name() != "message"), "{got:?}");
 }
+
+/// Two federating servers, `a.test` (alice) and `b.test` (bob), mutual contacts.
+async fn federated_pair() -> (TestServer, TestServer) {
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (pa, pb) = (port(), port());
+    let make = |me: &'static str, port: u16, other: &'static str, other_port: u16| {
+        move |c: &mut rookery_core::config::Config| {
+            c.hosts = vec![me.into()];
+            c.s2s.enabled = true;
+            c.listen.s2s = vec![format!("127.0.0.1:{port}")];
+            c.s2s
+                .routes
+                .insert(other.into(), format!("127.0.0.1:{other_port}"));
+        }
+    };
+    let a = TestServer::start_with(make("a.test", pa, "b.test", pb)).await;
+    let b = TestServer::start_with(make("b.test", pb, "a.test", pa)).await;
+    a.add_user("alice", "pw123456").await;
+    b.add_user("bob", "pw123456").await;
+    for (s, user, contact) in [
+        (&a, "alice@a.test", "bob@b.test"),
+        (&b, "bob@b.test", "alice@a.test"),
+    ] {
+        let item = RosterItem {
+            jid: contact.into(),
+            subscription: Subscription::Both,
+            ..Default::default()
+        };
+        s.server
+            .storage
+            .put_roster_item(&BareJid::new(user).unwrap(), &item)
+            .await
+            .unwrap();
+    }
+    (a, b)
+}
+
+#[tokio::test]
+async fn pep_notifications_cross_federation() {
+    let (a, b) = federated_pair().await;
+    let mut alice = a.login("alice", "pw123456").await;
+    let mut bob = b.login("bob", "pw123456").await;
+    // Bob announces that he wants tunes; alice's server (over s2s) and his own ask what his caps
+    // mean. He answers every question until alice's server has asked.
+    let info = disco_info(&["urn:x:tune+notify"]);
+    let ver = rookery_server::modules::pubsub::caps::ver(&info, "sha-1").unwrap();
+    bob.send(&format!(
+        "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='urn:test' ver='{ver}'/></presence>"
+    ))
+    .await;
+    loop {
+        let q = bob
+            .recv_until(|e| {
+                e.name() == "iq" && e.attr("type") == Some("get") && e.has_child("query", INFO)
+            })
+            .await;
+        let mut answer = info.clone();
+        answer.set_attr(
+            "node",
+            q.get_child("query", INFO).unwrap().attr("node").unwrap(),
+        );
+        bob.send_el(
+            Element::new("iq", ns::CLIENT)
+                .with_attr("type", "result")
+                .with_attr("id", q.attr("id").unwrap())
+                .with_attr("to", q.attr("from").unwrap())
+                .with_child(answer),
+        )
+        .await;
+        if q.attr("from") == Some("alice@a.test") {
+            break;
+        }
+    }
+    // A barrier for the answer's trip to a.test: a round trip to it over the same s2s stream.
+    let pong = bob
+        .iq(iq(
+            "get",
+            "ping",
+            Some("a.test"),
+            "<ping xmlns='urn:xmpp:ping'/>",
+        ))
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+    alice.drain().await;
+    ok(
+        &mut alice,
+        iq(
+            "set",
+            "t",
+            None,
+            &publish(
+                "urn:x:tune",
+                "current",
+                "<tune xmlns='urn:x:tune'>Cedars</tune>",
+            ),
+        ),
+    )
+    .await;
+    let ev = event(&mut bob, "alice@a.test").await;
+    let item = ev
+        .get_child("items", EVENT)
+        .unwrap()
+        .get_child("item", EVENT)
+        .unwrap();
+    assert_eq!(item.attr("id"), Some("current"));
+    // Bob may read Alice's presence-access node from his server.
+    let r = ok(
+        &mut bob,
+        iq("get", "i", Some("alice@a.test"), &items("urn:x:tune")),
+    )
+    .await;
+    assert_eq!(item_ids(&r), vec!["current"]);
+}

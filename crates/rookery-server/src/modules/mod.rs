@@ -156,7 +156,7 @@ pub trait StanzaHook: Send + Sync {
         _directed: bool,
     ) {
     }
-    /// Available presence from another entity reached local `user`'s account.
+    /// Available or unavailable presence from another entity reached local `user`'s account.
     async fn presence_inbound(&self, _server: &Server, _user: &BareJid, _el: &Element) {}
     /// An IQ result or error addressed to local `user`'s bare JID: an answer to a request the
     /// server sent on the account's behalf. True when the hook consumed it.

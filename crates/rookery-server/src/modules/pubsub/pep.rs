@@ -19,6 +19,7 @@ use rookery_core::config::PubSubOptions;
 use rookery_core::stanza::StanzaError;
 use rookery_core::storage::RosterItem;
 use rookery_core::{ns, BareJid, Element, FullJid, Jid};
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -33,6 +34,9 @@ pub struct Pep {
     options: PubSubOptions,
     services: DashMap<BareJid, Arc<Mutex<PubSub>>>,
     pub caps: caps::Registry,
+    /// Resources on other servers whose available presence reached each account: they hear of
+    /// its PEP as local contacts do.
+    remote: DashMap<BareJid, HashSet<FullJid>>,
     observers: std::sync::OnceLock<Vec<Arc<dyn PepObserver>>>,
 }
 
@@ -42,6 +46,7 @@ impl Pep {
             options,
             services: DashMap::new(),
             caps: caps::Registry::default(),
+            remote: DashMap::new(),
             observers: std::sync::OnceLock::new(),
         }
     }
@@ -73,6 +78,17 @@ impl Pep {
             .entry(owner.clone())
             .or_insert_with(|| Arc::new(Mutex::new(loaded)))
             .clone()
+    }
+
+    /// A remote resource sent `user` unavailable presence.
+    fn remote_gone(&self, user: &BareJid, who: &FullJid) {
+        if let Some(mut set) = self.remote.get_mut(user) {
+            set.remove(who);
+        }
+        self.remote.remove_if(user, |_, set| set.is_empty());
+        if !self.remote.iter().any(|e| e.value().contains(who)) {
+            self.caps.forget(who);
+        }
     }
 
     /// Forgets `owner`'s PEP service while the account is offline and nobody uses it: it is
@@ -197,56 +213,61 @@ impl Pep {
             return;
         }
         let (_, roster) = server.storage.roster(owner).await.unwrap_or_default();
+        let audience = self.audience(server, owner, &roster);
         for b in &out.broadcasts {
-            for (session, rel) in self.audience(server, owner, &roster) {
-                let is_owner = &session.bare() == owner;
+            for (to, session, rel) in &audience {
+                let bare = to.to_bare();
+                let is_owner = &bare == owner;
                 let wants = self
                     .caps
-                    .interests_of(&session.jid)
+                    .interests_of(to)
                     .is_some_and(|i| i.contains(&b.node));
                 let told = b
                     .notified
                     .iter()
-                    .any(|j| j == session.jid.as_str() || j == session.bare().as_str());
-                if !wants
-                    || told
-                    || b.access
-                        .check(session.bare().as_str(), is_owner, &rel)
-                        .is_err()
-                {
+                    .any(|j| j == to.as_str() || j == bare.as_str());
+                if !wants || told || b.access.check(bare.as_str(), is_owner, rel).is_err() {
                     continue;
                 }
                 let n = super::engine::Notice {
-                    to: session.jid.to_string(),
+                    to: to.to_string(),
                     payload: b.event.clone(),
                     kind: b.kind,
                     delay: None,
                     show: vec![],
                 };
-                crate::router::send_to_session(
-                    server,
-                    &session,
-                    super::message(owner.as_str(), &n),
-                );
+                let m = super::message(owner.as_str(), &n);
+                match session {
+                    Some(s) => {
+                        crate::router::send_to_session(server, s, m);
+                    }
+                    None => crate::router::deliver(server, m).await,
+                }
             }
         }
     }
 
-    /// Available sessions that may hear of `owner`'s PEP: its own, and those of local contacts
-    /// subscribed to its presence, with their standing.
+    /// Available resources that may hear of `owner`'s PEP: its own, those of local contacts
+    /// subscribed to its presence, and those of remote contacts that sent it presence; with
+    /// their session when local, and their standing.
     fn audience(
         &self,
         server: &Server,
         owner: &BareJid,
         roster: &[RosterItem],
-    ) -> Vec<(SessionHandle, Relation)> {
-        let mut out: Vec<(SessionHandle, Relation)> = server
+    ) -> Vec<(FullJid, Option<SessionHandle>, Relation)> {
+        let mut out: Vec<(FullJid, Option<SessionHandle>, Relation)> = server
             .sessions
             .resources(owner)
             .into_iter()
             .filter(|s| s.is_available())
-            .map(|s| (s, Relation::default()))
+            .map(|s| (s.jid.clone(), Some(s), Relation::default()))
             .collect();
+        let remote = self
+            .remote
+            .get(owner)
+            .map(|r| r.clone())
+            .unwrap_or_default();
         for item in roster.iter().filter(|i| i.subscription.has_from()) {
             let Ok(contact) = BareJid::new(&item.jid) else {
                 continue;
@@ -255,9 +276,15 @@ impl Pep {
                 subscribed: true,
                 groups: item.groups.clone(),
             };
-            for s in server.sessions.resources(&contact) {
-                if s.is_available() {
-                    out.push((s, rel.clone()));
+            if server.config.is_local_host(contact.domain().as_str()) {
+                for s in server.sessions.resources(&contact) {
+                    if s.is_available() {
+                        out.push((s.jid.clone(), Some(s), rel.clone()));
+                    }
+                }
+            } else {
+                for r in remote.iter().filter(|r| r.to_bare() == contact) {
+                    out.push((r.clone(), None, rel.clone()));
                 }
             }
         }
@@ -327,14 +354,14 @@ impl Pep {
 
     /// Asks `who` what its capabilities mean, on behalf of `asker` (XEP-0115 §6.2). The id is
     /// fixed and answers are matched by their node, as deployed servers do.
-    fn query_caps(server: &Server, asker: &BareJid, who: &FullJid, claim: &Claim) {
+    async fn query_caps(server: &Server, asker: &BareJid, who: &FullJid, claim: &Claim) {
         let iq = Element::new("iq", ns::CLIENT)
             .with_attr("type", "get")
             .with_attr("id", "disco")
             .with_attr("from", asker.to_string())
             .with_attr("to", who.to_string())
             .with_child(Element::new("query", super::INFO).with_attr("node", claim.query_node()));
-        crate::router::deliver_to_full(server, iq);
+        crate::router::deliver(server, iq).await;
     }
 
     /// A resource of `user`'s with known interests: its own PEP and those of one-way contacts
@@ -434,7 +461,7 @@ impl StanzaHook for Pep {
         let Some(claim) = claim else { return };
         match self.caps.interests_of(&origin.jid) {
             Some(i) => self.resource_interested(server, &origin.jid, &i).await,
-            None if changed => Self::query_caps(server, &origin.bare(), &origin.jid, &claim),
+            None if changed => Self::query_caps(server, &origin.bare(), &origin.jid, &claim).await,
             None => {}
         }
     }
@@ -447,12 +474,29 @@ impl StanzaHook for Pep {
         else {
             return;
         };
-        let Some(claim) = Claim::from_presence(el) else {
+        let local = server.config.is_local_host(from.domain().as_str());
+        if el.attr("type") == Some("unavailable") {
+            // Local resources are forgotten when their session says so.
+            if !local {
+                self.remote_gone(user, &from);
+            }
             return;
-        };
+        }
         if !Self::subscribed_to(server, user, &from.to_bare()).await {
             return;
         }
+        let claim = Claim::from_presence(el);
+        if !local {
+            // This server learns a remote resource's capabilities only from its presence.
+            self.remote
+                .entry(user.clone())
+                .or_default()
+                .insert(from.clone());
+            self.caps.claim(&from, claim.clone());
+        }
+        let Some(claim) = claim else {
+            return;
+        };
         let known = match self.caps.claim_of(&from) {
             Some(c) if c == claim => self.caps.interests_of(&from),
             _ => None,
@@ -461,7 +505,7 @@ impl StanzaHook for Pep {
             Some(i) => self.interested(server, user, &from, &i).await,
             // Known to the server as a whole, or not: ask on this account's behalf too, as the
             // account's own PEP would across servers.
-            None => Self::query_caps(server, user, &from, &claim),
+            None => Self::query_caps(server, user, &from, &claim).await,
         }
     }
 
