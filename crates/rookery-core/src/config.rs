@@ -240,6 +240,42 @@ pub struct ModulesConfig {
     pub disco: DiscoOptions,
     pub muc: MucOptions,
     pub mam: MamOptions,
+    pub pubsub: PubSubOptions,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PubSubOptions {
+    /// The pubsub service (XEP-0060) lives at `<subdomain>.<host>` for every host.
+    pub subdomain: String,
+    /// Service name in discovery.
+    pub name: String,
+    /// Who may create nodes on the service: `anyone`, `local` (accounts of this server) or
+    /// `admins`. PEP nodes are always their account's.
+    pub node_creation: String,
+    /// Items a new service node keeps (PEP nodes keep 1 unless configured).
+    pub default_max_items: usize,
+    /// The most items any node may keep (what `max` means).
+    pub max_items: usize,
+    /// Service items and notifications carry their publisher's JID; otherwise each node's
+    /// `pubsub#itemreply` decides (as it always does for PEP).
+    pub expose_publisher: bool,
+    /// Largest item payload accepted, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for PubSubOptions {
+    fn default() -> Self {
+        PubSubOptions {
+            subdomain: "pubsub".into(),
+            name: "Publish-Subscribe".into(),
+            node_creation: "local".into(),
+            default_max_items: 20,
+            max_items: 256,
+            expose_publisher: true,
+            max_payload_bytes: 128 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -15,6 +15,12 @@ fn presence_type(el: &Element) -> &str {
 /// A presence stanza the user's client sent.
 pub async fn outbound(server: &Server, origin: &SessionHandle, mut el: Element, to: Option<Jid>) {
     let ptype = presence_type(&el).to_string();
+    if ptype == "available" {
+        let directed = to.as_ref().is_some_and(|t| t.to_bare() != origin.bare());
+        for h in &server.modules.stanza_hooks {
+            h.presence_outbound(server, origin, &mut el, directed).await;
+        }
+    }
     let Some(to) = to.filter(|t| {
         !(t.is_bare()
             && t.to_bare() == origin.bare()
@@ -168,6 +174,11 @@ async fn inbound_inner(server: &Server, el: Element, to: Jid) {
         }
         return;
     }
+    if ptype == "available" {
+        for h in &server.modules.stanza_hooks {
+            h.presence_inbound(server, &target, &el).await;
+        }
+    }
     for s in server.sessions.resources(&target) {
         if s.is_available() {
             router::send_to_session(server, &s, el.clone());
@@ -193,17 +204,17 @@ async fn broadcast_available(server: &Server, origin: &SessionHandle, mut el: El
     };
     let user = origin.bare();
     let (_, roster) = server.storage.roster(&user).await.unwrap_or_default();
-    // To subscribers (§4.2.2, §4.4.2).
-    for item in roster.iter().filter(|i| i.subscription.has_from()) {
-        send_to_contact(server, &item.jid, &el).await;
-    }
-    // To the user's own resources, including this one.
+    // To the user's own resources, including this one, then to subscribers (§4.2.2, §4.4.2),
+    // the order Prosody uses: a contact's PEP may ask this client about its capabilities.
     for s in server.sessions.resources(&user) {
         if s.is_available() {
             let mut copy = el.clone();
             copy.set_attr("to", s.jid.to_string());
             router::send_to_session(server, &s, copy);
         }
+    }
+    for item in roster.iter().filter(|i| i.subscription.has_from()) {
+        send_to_contact(server, &item.jid, &el).await;
     }
     if !initial {
         return;

@@ -183,6 +183,13 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
                     deliver_to_full(server, el);
                 }
                 Dest::Service(d) => to_service(server, &d, el).await,
+                Dest::Bare(user) => {
+                    for h in &server.modules.stanza_hooks {
+                        if h.iq_response(server, &user, &el).await {
+                            break;
+                        }
+                    }
+                }
                 _ => {}
             }
             return;

@@ -58,6 +58,30 @@ impl TestServer {
         &self.server.config.hosts[0]
     }
 
+    /// A server storing in SQLite under `data_dir`, which outlives it: start another one on the
+    /// same directory to see what survives a restart.
+    pub async fn start_in(data_dir: &std::path::Path) -> TestServer {
+        let mut config = Config {
+            data_dir: data_dir.to_path_buf(),
+            ..Config::default()
+        };
+        config.listen.c2s = vec!["127.0.0.1:0".into()];
+        config.listen.c2s_direct_tls = vec!["127.0.0.1:0".into()];
+        config.listen.http = vec!["127.0.0.1:0".into()];
+        config.listen.https = vec!["127.0.0.1:0".into()];
+        let server = Server::new(config).await.unwrap();
+        let running = rookery_server::start_with(server.clone()).await.unwrap();
+        TestServer {
+            c2s: running.c2s[0],
+            direct: running.c2s_direct_tls[0],
+            http: running.http[0],
+            https: running.https[0],
+            server,
+            running: Some(running),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     pub async fn add_user(&self, local: &str, password: &str) {
         let jid = rookery_server::accounts::parse_user(
             &self.server.config,
