@@ -32,8 +32,7 @@ pub struct Field {
     pub desc: Option<String>,
     /// XEP-0122: an integer range the value must fall in.
     pub range: Option<(Option<i64>, Option<i64>)>,
-    /// Other children, written before the values (a XEP-0122 `<validate/>` with a datatype of
-    /// its own, such as pubsub's `pubsub:integer-or-max`).
+    /// Other children, written before the values (XEP-0122 `<validate/>`).
     pub extra: Vec<Element>,
 }
 
@@ -50,12 +49,6 @@ impl Field {
             range: None,
             extra: Vec::new(),
         }
-    }
-
-    /// Adds a child such as a XEP-0122 `<validate/>`.
-    pub fn with_extra(mut self, el: Element) -> Self {
-        self.extra.push(el);
-        self
     }
 
     pub fn with_desc(mut self, desc: &str) -> Self {
@@ -77,6 +70,12 @@ impl Field {
             label,
             v.into_iter().map(str::to_string).collect(),
         )
+    }
+
+    /// Adds a child such as XEP-0122 `<validate/>`.
+    pub fn with_extra(mut self, el: Element) -> Self {
+        self.extra.push(el);
+        self
     }
 
     pub fn jid_multi(var: &str, label: &str, v: &[String]) -> Self {

@@ -53,6 +53,11 @@ impl TestServer {
         }
     }
 
+    /// The first host served.
+    pub fn domain(&self) -> &str {
+        &self.server.config.hosts[0]
+    }
+
     /// A server storing in SQLite under `data_dir`, which outlives it: start another one on the
     /// same directory to see what survives a restart.
     pub async fn start_in(data_dir: &std::path::Path) -> TestServer {
@@ -75,11 +80,6 @@ impl TestServer {
             running: Some(running),
             _dir: tempfile::tempdir().unwrap(),
         }
-    }
-
-    /// The first host served.
-    pub fn domain(&self) -> &str {
-        &self.server.config.hosts[0]
     }
 
     pub async fn add_user(&self, local: &str, password: &str) {
