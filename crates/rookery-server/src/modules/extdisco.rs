@@ -194,6 +194,38 @@ mod tests {
     }
 
     #[test]
+    fn prosody_test_config_at_its_frozen_clock_gives_the_recorded_credentials() {
+        // scansion/extdisco.scs was recorded with the clock at 1219439344 and a TTL of a day.
+        let turn = |secret| ExternalService {
+            kind: "turn".into(),
+            transport: Some("udp".into()),
+            secret: Some(secret),
+            ..Default::default()
+        };
+        let d = ExtDisco::new(ExtdiscoOptions {
+            host: Some("default.example".into()),
+            port: Some(9876),
+            secret: Some("<secret>".into()),
+            services: vec![
+                turn(ServiceSecret::Shared(true)),
+                turn(ServiceSecret::Own("foo".into())),
+            ],
+            ..Default::default()
+        });
+        let l = d.services("localhost", 1_219_439_344);
+        assert_eq!(l[0].username.as_deref(), Some("1219525744"));
+        assert_eq!(
+            l[0].password.as_deref(),
+            Some("yHYYBDN7M3mdlug0LTdJbW0GvvQ=")
+        );
+        assert_eq!(
+            l[1].password.as_deref(),
+            Some("1Uc6QfrDhIlbK97rGCUQ/cUICxs=")
+        );
+        assert_eq!(l[1].host, "default.example");
+    }
+
+    #[test]
     fn services_take_defaults_and_secrets() {
         let d = ExtDisco::new(ExtdiscoOptions {
             host: None,
