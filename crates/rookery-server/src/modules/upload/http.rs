@@ -42,18 +42,13 @@ fn refuse(status: StatusCode, why: &'static str) -> Response {
         .into_response()
 }
 
-/// Removes a partial file unless the upload completed, also when the request is dropped midway
-/// (the client went away).
-struct Partial {
-    path: std::path::PathBuf,
-    done: bool,
-}
+/// Removes the partial file however the upload ends, also when the request is dropped midway
+/// (the client went away); a complete upload is linked to its final name first.
+struct Partial(std::path::PathBuf);
 
 impl Drop for Partial {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -102,7 +97,8 @@ async fn upload(
         }
     }
     // A slot takes one file.
-    if inner.store.contains(&id) {
+    let data = inner.store.data_path(&id);
+    if inner.store.contains(&id) || tokio::fs::try_exists(&data).await.unwrap_or(true) {
         return refuse(StatusCode::CONFLICT, "already uploaded");
     }
     if let Err(r) = inner
@@ -132,10 +128,7 @@ async fn upload(
             return refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the file");
         }
     };
-    let mut guard = Partial {
-        path: part.clone(),
-        done: false,
-    };
+    let _partial = Partial(part.clone());
     let mut stream = body.into_data_stream();
     let mut written: u64 = 0;
     loop {
@@ -161,13 +154,20 @@ async fn upload(
         file.flush().await?;
         file.sync_data().await?;
         drop(file);
-        tokio::fs::rename(&part, inner.store.data_path(&id)).await
+        // A link, unlike a rename, never replaces a file already there: of two uploads racing
+        // for one slot, one wins.
+        tokio::fs::hard_link(&part, &data).await
     };
-    if let Err(e) = stored.await {
-        tracing::error!(%e, "finishing an upload failed");
-        return refuse(StatusCode::INSUFFICIENT_STORAGE, "cannot store the file");
+    match stored.await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return refuse(StatusCode::CONFLICT, "already uploaded")
+        }
+        Err(e) => {
+            tracing::error!(%e, "finishing an upload failed");
+            return refuse(StatusCode::INSUFFICIENT_STORAGE, "cannot store the file");
+        }
     }
-    guard.done = true;
     let days = inner.options.expire_after_days;
     let meta = Meta {
         owner: grant.owner,
@@ -179,7 +179,7 @@ async fn upload(
     };
     if let Err(e) = inner.store.commit(&id, meta).await {
         tracing::error!(%e, "recording an upload failed");
-        let _ = tokio::fs::remove_file(inner.store.data_path(&id)).await;
+        let _ = tokio::fs::remove_file(&data).await;
         return refuse(StatusCode::INSUFFICIENT_STORAGE, "cannot store the file");
     }
     StatusCode::CREATED.into_response()

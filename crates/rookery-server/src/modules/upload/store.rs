@@ -108,7 +108,10 @@ impl Store {
             }
         }
         for name in &names {
-            let stray = match name.strip_suffix(".part") {
+            let stray = match name
+                .strip_suffix(".part")
+                .or_else(|| name.strip_suffix(".json.tmp"))
+            {
                 Some(id) => is_id(id),
                 None => is_id(name) && !found.contains_key(name.as_str()),
             };
@@ -461,6 +464,8 @@ mod tests {
         tokio::fs::write(s.part_path(&partial), b"da")
             .await
             .unwrap();
+        let half_meta = s.dir.join(format!("{partial}.json.tmp"));
+        tokio::fs::write(&half_meta, b"{").await.unwrap();
         let orphan = new_id();
         tokio::fs::write(s.data_path(&orphan), b"data")
             .await
@@ -471,7 +476,7 @@ mod tests {
 
         let s2 = Store::new(s.dir.clone());
         assert_eq!(s2.load().await.unwrap(), 2);
-        assert!(!s2.part_path(&partial).exists());
+        assert!(!s2.part_path(&partial).exists() && !half_meta.exists());
         assert!(!s2.data_path(&orphan).exists());
         assert!(s2.dir.join("README").exists());
 
