@@ -93,12 +93,17 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v)  # JSON string escapes are valid TOML basic-string escapes
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # inline table, e.g. an entry of `components`
+        key = lambda k: k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
+        return "{" + ", ".join("%s = %s" % (key(k), _toml_value(x)) for k, x in v.items()) + "}"
     raise TypeError("cannot write %r as TOML" % (v,))
 
 
 def to_toml(d: dict, prefix: str = "") -> str:
-    scalars = [(k, v) for k, v in d.items() if not isinstance(v, dict)]
-    tables = [(k, v) for k, v in d.items() if isinstance(v, dict)]
+    # A table whose keys are not identifiers (s2s.routes: domain names) is written inline.
+    inline = lambda v: isinstance(v, dict) and any(not k.replace("_", "").isalnum() for k in v)
+    scalars = [(k, v) for k, v in d.items() if not isinstance(v, dict) or inline(v)]
+    tables = [(k, v) for k, v in d.items() if isinstance(v, dict) and not inline(v)]
     lines = []
     if prefix and (scalars or not tables):
         lines.append("[%s]" % prefix)

@@ -25,6 +25,49 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub http: HttpConfig,
     pub modules: ModulesConfig,
+    /// Federation with other servers (RFC 6120 server-to-server, XEP-0220 dialback).
+    pub s2s: S2sConfig,
+    /// External components (XEP-0114), each on its own domain.
+    pub components: Vec<ComponentConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sConfig {
+    /// Accept and open server-to-server connections (the listener is `listen.s2s`).
+    pub enabled: bool,
+    /// Where to connect for a domain, bypassing DNS (`"example.org" = "10.0.0.5:5269"`).
+    pub routes: std::collections::BTreeMap<String, String>,
+    /// Secret for dialback keys (XEP-0185); without one, a random secret is kept in the data dir.
+    pub dialback_secret: Option<String>,
+    /// Close a connection with no traffic for this long.
+    pub idle_timeout_seconds: u64,
+    /// Give up connecting to a remote server after this long (stanzas bounce).
+    pub connect_timeout_seconds: u64,
+    /// Stanzas queued per remote domain while its connection is set up.
+    pub max_queue: usize,
+}
+
+impl Default for S2sConfig {
+    fn default() -> Self {
+        S2sConfig {
+            enabled: false,
+            routes: Default::default(),
+            dialback_secret: None,
+            idle_timeout_seconds: 600,
+            connect_timeout_seconds: 10,
+            max_queue: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    /// The component's domain (`gateway.example.org`); stanzas to it and its JIDs go to it.
+    pub domain: String,
+    /// The shared secret of the XEP-0114 handshake.
+    pub secret: String,
 }
 
 impl Default for Config {
@@ -40,6 +83,8 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             http: HttpConfig::default(),
             modules: ModulesConfig::default(),
+            s2s: S2sConfig::default(),
+            components: Vec::new(),
         }
     }
 }
@@ -83,6 +128,10 @@ pub struct ListenConfig {
     pub http: Vec<String>,
     /// The same over TLS (HTTPS, WSS), with the hosts' certificates.
     pub https: Vec<String>,
+    /// Server-to-server connections, when `s2s.enabled`.
+    pub s2s: Vec<String>,
+    /// External components (XEP-0114), when any are configured; local only by default.
+    pub component: Vec<String>,
 }
 
 impl Default for ListenConfig {
@@ -92,6 +141,8 @@ impl Default for ListenConfig {
             c2s_direct_tls: vec!["0.0.0.0:5223".into()],
             http: vec!["127.0.0.1:5280".into()],
             https: Vec::new(),
+            s2s: vec!["0.0.0.0:5269".into()],
+            component: vec!["127.0.0.1:5347".into()],
         }
     }
 }
@@ -197,6 +248,42 @@ pub struct ModulesConfig {
     pub upload: UploadOptions,
     pub proxy65: Proxy65Options,
     pub extdisco: ExtdiscoOptions,
+    pub pubsub: PubSubOptions,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PubSubOptions {
+    /// The pubsub service (XEP-0060) lives at `<subdomain>.<host>` for every host.
+    pub subdomain: String,
+    /// Service name in discovery.
+    pub name: String,
+    /// Who may create nodes on the service: `anyone`, `local` (accounts of this server) or
+    /// `admins`. PEP nodes are always their account's.
+    pub node_creation: String,
+    /// Items a new service node keeps (PEP nodes keep 1 unless configured).
+    pub default_max_items: usize,
+    /// The most items any node may keep (what `max` means).
+    pub max_items: usize,
+    /// Service items and notifications carry their publisher's JID; otherwise each node's
+    /// `pubsub#itemreply` decides (as it always does for PEP).
+    pub expose_publisher: bool,
+    /// Largest item payload accepted, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for PubSubOptions {
+    fn default() -> Self {
+        PubSubOptions {
+            subdomain: "pubsub".into(),
+            name: "Publish-Subscribe".into(),
+            node_creation: "local".into(),
+            default_max_items: 20,
+            max_items: 256,
+            expose_publisher: true,
+            max_payload_bytes: 128 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -287,6 +374,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "registration",
     "http",
     "modules",
+    "s2s",
+    "components",
 ];
 
 impl Config {

@@ -58,6 +58,7 @@ conditions! {
     policy_violation => ("policy-violation", Modify),
     recipient_unavailable => ("recipient-unavailable", Wait),
     remote_server_not_found => ("remote-server-not-found", Cancel),
+    remote_server_timeout => ("remote-server-timeout", Wait),
     resource_constraint => ("resource-constraint", Wait),
     service_unavailable => ("service-unavailable", Cancel),
     undefined_condition => ("undefined-condition", Cancel),

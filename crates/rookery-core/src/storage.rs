@@ -200,7 +200,91 @@ pub trait ArchiveStore: Send + Sync {
 
 /// Everything a backend provides.
 pub trait Storage:
-    AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore
+    AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore + PubSubStore
 {
 }
-impl<T: AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore> Storage for T {}
+impl<T: AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore + PubSubStore>
+    Storage for T
+{
+}
+
+/// One pubsub node as stored (XEP-0060): its configuration (JSON the pubsub module owns), plus
+/// its affiliations, subscriptions and items.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StoredNode {
+    pub node: String,
+    pub config: String,
+    /// (bare JID, affiliation)
+    pub affiliations: Vec<(String, String)>,
+    pub subscriptions: Vec<StoredSubscription>,
+    /// Oldest first.
+    pub items: Vec<StoredItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StoredSubscription {
+    /// The subscribed JID, bare or full.
+    pub jid: String,
+    pub subid: String,
+    /// `subscribed`, `pending` or `unconfigured`.
+    pub state: String,
+    /// Subscription options (JSON the pubsub module owns).
+    pub options: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StoredItem {
+    pub id: String,
+    /// Bare JID of the publisher.
+    pub publisher: String,
+    /// Microseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The payload element (empty for notification-only items).
+    pub payload: String,
+}
+
+/// PubSub services (XEP-0060): a pubsub domain, or an account's bare JID for its PEP (XEP-0163).
+#[async_trait]
+pub trait PubSubStore: Send + Sync {
+    /// Every node of one service, ordered by name, with items oldest first.
+    async fn pubsub_load(&self, service: &str) -> StorageResult<Vec<StoredNode>>;
+    /// Creates the node or replaces its configuration.
+    async fn pubsub_put_node(&self, service: &str, node: &str, config: &str) -> StorageResult<()>;
+    /// Removes a node with its affiliations, subscriptions and items.
+    async fn pubsub_delete_node(&self, service: &str, node: &str) -> StorageResult<()>;
+    /// Sets or, with None, removes one affiliation.
+    async fn pubsub_set_affiliation(
+        &self,
+        service: &str,
+        node: &str,
+        jid: &str,
+        affiliation: Option<&str>,
+    ) -> StorageResult<()>;
+    /// Sets or, with None, removes the subscription of `jid`.
+    async fn pubsub_set_subscription(
+        &self,
+        service: &str,
+        node: &str,
+        jid: &str,
+        subscription: Option<&StoredSubscription>,
+    ) -> StorageResult<()>;
+    /// Stores `item` as the node's newest (replacing one with the same id), then keeps only the
+    /// newest `keep` items.
+    async fn pubsub_put_item(
+        &self,
+        service: &str,
+        node: &str,
+        item: &StoredItem,
+        keep: usize,
+    ) -> StorageResult<()>;
+    async fn pubsub_delete_items(
+        &self,
+        service: &str,
+        node: &str,
+        ids: &[String],
+    ) -> StorageResult<()>;
+    /// Removes every item of a node.
+    async fn pubsub_purge(&self, service: &str, node: &str) -> StorageResult<()>;
+    /// Removes every node of a service.
+    async fn pubsub_delete_service(&self, service: &str) -> StorageResult<()>;
+}

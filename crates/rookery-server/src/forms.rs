@@ -32,6 +32,8 @@ pub struct Field {
     pub desc: Option<String>,
     /// XEP-0122: an integer range the value must fall in.
     pub range: Option<(Option<i64>, Option<i64>)>,
+    /// Other children, written before the values (XEP-0122 `<validate/>`).
+    pub extra: Vec<Element>,
 }
 
 impl Field {
@@ -45,6 +47,7 @@ impl Field {
             required: false,
             desc: None,
             range: None,
+            extra: Vec::new(),
         }
     }
 
@@ -67,6 +70,12 @@ impl Field {
             label,
             v.into_iter().map(str::to_string).collect(),
         )
+    }
+
+    /// Adds a child such as XEP-0122 `<validate/>`.
+    pub fn with_extra(mut self, el: Element) -> Self {
+        self.extra.push(el);
+        self
     }
 
     pub fn jid_multi(var: &str, label: &str, v: &[String]) -> Self {
@@ -172,6 +181,11 @@ impl Field {
         if self.required && with_type {
             e.push_child(Element::new("required", NS));
         }
+        if with_type {
+            for x in &self.extra {
+                e.push_child(x.clone());
+            }
+        }
         for v in &self.values {
             e.push_child(Element::new("value", NS).with_text(v.clone()));
         }
@@ -205,6 +219,11 @@ pub fn values(x: &Element) -> HashMap<String, Vec<String>> {
             Some((var, vals))
         })
         .collect()
+}
+
+/// The form's FORM_TYPE (XEP-0068), if it has one.
+pub fn form_type(x: &Element) -> Option<String> {
+    values(x).remove("FORM_TYPE")?.into_iter().next()
 }
 
 pub fn parse_bool(v: &str) -> Option<bool> {

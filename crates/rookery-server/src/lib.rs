@@ -5,11 +5,13 @@ pub mod admin;
 pub mod admin_socket;
 pub mod archive;
 pub mod c2s;
+pub mod component;
 pub mod forms;
 pub mod http;
 pub mod modules;
 pub mod presence;
 pub mod router;
+pub mod s2s;
 pub mod scram;
 pub mod session;
 pub mod storage;
@@ -44,6 +46,12 @@ pub struct Server {
     pub sm: c2s::sm::Registry,
     /// Connection tasks, so shutdown can wait for each to flush.
     pub connections: tokio_util::task::TaskTracker,
+    /// Connected external components (XEP-0114).
+    pub components: component::Registry,
+    /// Server-to-server connections and the dialback secret.
+    pub s2s: s2s::Manager,
+    /// This server, for tasks that outlive a call (outgoing s2s connections).
+    this: std::sync::Weak<Server>,
 }
 
 impl Server {
@@ -61,7 +69,11 @@ impl Server {
                 m.register(&mut registry);
             }
         }
-        Ok(Arc::new(Server {
+        let s2s = s2s::Manager::new(&config);
+        Ok(Arc::new_cyclic(|this| Server {
+            this: this.clone(),
+            components: component::Registry::default(),
+            s2s,
             config: Arc::new(config),
             storage,
             sessions: Arc::new(LocalRegistry::default()),
@@ -77,6 +89,13 @@ impl Server {
         }))
     }
 
+    /// The `Arc` this server lives in (it always does: see `with_storage`).
+    pub fn arc(&self) -> Arc<Server> {
+        self.this
+            .upgrade()
+            .expect("the server is alive while in use")
+    }
+
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -89,6 +108,8 @@ pub struct Running {
     pub c2s_direct_tls: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
     pub https: Vec<SocketAddr>,
+    pub s2s: Vec<SocketAddr>,
+    pub component: Vec<SocketAddr>,
     listeners: JoinSet<()>,
 }
 
@@ -193,12 +214,36 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
         let tl = http::TlsListener::new(&server, l)?;
         listeners.spawn(http::serve_tls(server.clone(), tl, bosh.clone()));
     }
+    let mut s2s_addrs = Vec::new();
+    if server.config.s2s.enabled {
+        for a in &server.config.listen.s2s {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+            s2s_addrs.push(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "s2s listening");
+            listeners.spawn(s2s::accept_loop(server.clone(), l));
+        }
+    }
+    let mut component_addrs = Vec::new();
+    if !server.config.components.is_empty() {
+        for a in &server.config.listen.component {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+            component_addrs.push(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "component listener");
+            listeners.spawn(component::accept_loop(server.clone(), l));
+        }
+    }
     Ok(Running {
         server,
         c2s,
         c2s_direct_tls: direct,
         http: http_addrs,
         https: https_addrs,
+        s2s: s2s_addrs,
+        component: component_addrs,
         listeners,
     })
 }

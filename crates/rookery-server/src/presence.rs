@@ -15,6 +15,12 @@ fn presence_type(el: &Element) -> &str {
 /// A presence stanza the user's client sent.
 pub async fn outbound(server: &Server, origin: &SessionHandle, mut el: Element, to: Option<Jid>) {
     let ptype = presence_type(&el).to_string();
+    if ptype == "available" {
+        let directed = to.as_ref().is_some_and(|t| t.to_bare() != origin.bare());
+        for h in &server.modules.stanza_hooks {
+            h.presence_outbound(server, origin, &mut el, directed).await;
+        }
+    }
     let Some(to) = to.filter(|t| {
         !(t.is_bare()
             && t.to_bare() == origin.bare()
@@ -94,9 +100,16 @@ pub fn inbound<'a>(
 
 async fn inbound_inner(server: &Server, el: Element, to: Jid) {
     let ptype = presence_type(&el).to_string();
-    if let Dest::Service(d) = classify(server, &to) {
-        router::to_service(server, &d, el).await;
-        return;
+    match classify(server, &to) {
+        Dest::Service(d) => {
+            router::to_service(server, &d, el).await;
+            return;
+        }
+        Dest::Remote(d) => {
+            crate::s2s::route(&server.arc(), &d, el);
+            return;
+        }
+        _ => {}
     }
     let (target, full) = match classify(server, &to) {
         Dest::Bare(b) => (b, false),
@@ -136,7 +149,35 @@ async fn inbound_inner(server: &Server, el: Element, to: Jid) {
         return;
     }
     if ptype == "probe" {
+        // From another server (local probes are answered directly): its user may see our
+        // user's presence when subscribed (RFC 6121 §4.3.2).
+        if let Some(from) = sender.filter(|f| !server.config.is_local_host(f.domain().as_str())) {
+            let subscribed = matches!(
+                server.storage.roster_item(&target, from.as_str()).await,
+                Ok(Some(RosterItem { subscription, .. })) if subscription.has_from()
+            );
+            if subscribed {
+                let online = server
+                    .sessions
+                    .resources(&target)
+                    .iter()
+                    .any(|s| s.is_available());
+                if online {
+                    send_current_presence(server, &target, &from, true).await;
+                } else {
+                    let p = Element::new("presence", ns::CLIENT)
+                        .with_attr("type", "unavailable")
+                        .with_attr("from", target.to_string());
+                    send_to_contact(server, from.as_str(), &p).await;
+                }
+            }
+        }
         return;
+    }
+    if ptype == "available" {
+        for h in &server.modules.stanza_hooks {
+            h.presence_inbound(server, &target, &el).await;
+        }
     }
     for s in server.sessions.resources(&target) {
         if s.is_available() {
@@ -163,11 +204,8 @@ async fn broadcast_available(server: &Server, origin: &SessionHandle, mut el: El
     };
     let user = origin.bare();
     let (_, roster) = server.storage.roster(&user).await.unwrap_or_default();
-    // To subscribers (§4.2.2, §4.4.2).
-    for item in roster.iter().filter(|i| i.subscription.has_from()) {
-        send_to_contact(server, &item.jid, &el).await;
-    }
-    // To the user's own resources, including this one.
+    // To the user's own resources, including this one, then to subscribers (§4.2.2, §4.4.2),
+    // the order Prosody uses: a contact's PEP may ask this client about its capabilities.
     for s in server.sessions.resources(&user) {
         if s.is_available() {
             let mut copy = el.clone();
@@ -175,13 +213,25 @@ async fn broadcast_available(server: &Server, origin: &SessionHandle, mut el: El
             router::send_to_session(server, &s, copy);
         }
     }
+    for item in roster.iter().filter(|i| i.subscription.has_from()) {
+        send_to_contact(server, &item.jid, &el).await;
+    }
     if !initial {
         return;
     }
     // Probes: the presence of everyone we are subscribed to, and of our other resources.
     for item in roster.iter().filter(|i| i.subscription.has_to()) {
         if let Ok(contact) = BareJid::new(&item.jid) {
-            answer_probe(server, &contact, origin).await;
+            if server.config.is_local_host(contact.domain().as_str()) {
+                answer_probe(server, &contact, origin).await;
+            } else {
+                // A contact elsewhere: its server answers (RFC 6121 §4.3.1).
+                let probe = Element::new("presence", ns::CLIENT)
+                    .with_attr("type", "probe")
+                    .with_attr("from", user.to_string())
+                    .with_attr("to", contact.to_string());
+                crate::s2s::route(&server.arc(), contact.domain().as_str(), probe);
+            }
         }
     }
     for s in server.sessions.resources(&user) {
@@ -398,7 +448,7 @@ async fn outbound_subscription(
 async fn deliver_subscription(server: &Server, el: Element, contact: &BareJid) {
     match classify(server, &Jid::from(contact.clone())) {
         Dest::Bare(_) => inbound(server, el, Jid::from(contact.clone())).await,
-        Dest::Remote(_) => {} // Federation is not there yet; nothing can be routed.
+        Dest::Remote(d) => crate::s2s::route(&server.arc(), &d, el),
         _ => {}
     }
 }

@@ -138,7 +138,18 @@ pub fn bounce(server: &Server, orig: &Element, err: StanzaError) {
 /// Puts a stanza on the session its `to` names, if that session exists. Errors for a full inbox
 /// are returned to the original sender.
 pub fn deliver_to_full(server: &Server, el: Element) -> bool {
-    let Some(full) = el.attr("to").and_then(|t| FullJid::new(t).ok()) else {
+    let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
+        return false;
+    };
+    // Answers to other servers' users (and to components, which may use bare JIDs) leave
+    // through federation.
+    let domain = to.domain().as_str();
+    if !server.config.is_local_host(domain) && !server.modules.services.contains_key(domain) {
+        let domain = domain.to_string();
+        crate::s2s::route(&server.arc(), &domain, el);
+        return true;
+    }
+    let Ok(full) = to.try_into_full() else {
         return false;
     };
     match server.sessions.get(&full) {
@@ -172,6 +183,13 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
                     deliver_to_full(server, el);
                 }
                 Dest::Service(d) => to_service(server, &d, el).await,
+                Dest::Bare(user) => {
+                    for h in &server.modules.stanza_hooks {
+                        if h.iq_response(server, &user, &el).await {
+                            break;
+                        }
+                    }
+                }
                 _ => {}
             }
             return;
@@ -220,8 +238,8 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
             }
             return;
         }
-        Dest::Remote(_) => {
-            bounce(server, &el, StanzaError::remote_server_not_found());
+        Dest::Remote(d) => {
+            crate::s2s::route(&server.arc(), &d, el);
             return;
         }
         Dest::Service(d) => {
@@ -289,7 +307,7 @@ async fn route_message(server: &Server, el: Element, to: Jid) {
                 bounce(server, &el, StanzaError::service_unavailable());
             }
         }
-        Dest::Remote(_) => bounce(server, &el, StanzaError::remote_server_not_found()),
+        Dest::Remote(d) => crate::s2s::route(&server.arc(), &d, el),
         Dest::Service(d) => to_service(server, &d, el).await,
         Dest::Full(full) => match server.sessions.get(&full) {
             Some(s) => {

@@ -60,7 +60,31 @@ impl IqHandler for Disco {
                     q.push_child(Element::new("item", ITEMS).with_attr("jid", i.clone()));
                 }
             }
+            if let Target::Account(user) = &req.target {
+                let mut found = node.is_none();
+                for p in &server.modules.disco {
+                    if let Some(items) = p.items(server, user, node.as_deref(), &req.from).await {
+                        found = true;
+                        for i in items {
+                            q.push_child(i);
+                        }
+                    }
+                }
+                if !found {
+                    return Err(StanzaError::item_not_found());
+                }
+            }
             return Ok(IqReply::Payload(q));
+        }
+        if let (Some(n), Target::Account(user)) = (&node, &req.target) {
+            for p in &server.modules.disco {
+                if let Some(info) = p.info(server, user, n, &req.from).await {
+                    let q = Element::new("query", INFO)
+                        .with_attr("node", n.clone())
+                        .with_children(info?);
+                    return Ok(IqReply::Payload(q));
+                }
+            }
         }
         if node.is_some() {
             return Err(StanzaError::item_not_found());
@@ -92,6 +116,13 @@ impl IqHandler for Disco {
                         .with_attr("category", "account")
                         .with_attr("type", "registered"),
                 );
+                for (category, kind) in &server.modules.account_identities {
+                    q.push_child(
+                        Element::new("identity", INFO)
+                            .with_attr("category", category.clone())
+                            .with_attr("type", kind.clone()),
+                    );
+                }
                 features.extend(server.modules.account_features.iter().cloned());
             }
         }

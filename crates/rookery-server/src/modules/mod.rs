@@ -21,6 +21,7 @@ pub mod ping;
 pub mod privacy;
 pub mod private;
 pub mod proxy65;
+pub mod pubsub;
 pub mod register;
 pub mod roster;
 pub mod rpc;
@@ -100,6 +101,10 @@ pub trait SessionHook: Send + Sync {
     }
     /// The account was deleted.
     async fn on_user_deleted(&self, _server: &Server, _user: &BareJid) {}
+    /// The user stored a document: `store` names it (`vcard`, or `private` for a XEP-0049
+    /// fragment), `el` is what was stored. Features that keep another copy (PEP avatars,
+    /// bookmarks) follow.
+    async fn on_user_data(&self, _server: &Server, _user: &BareJid, _store: &str, _el: &Element) {}
 }
 
 /// A service on a domain of its own (MUC, later pubsub and components): it receives every
@@ -161,6 +166,46 @@ pub trait StanzaHook: Send + Sync {
         _sessions: &[u64],
     ) {
     }
+    /// A local client sends available presence, broadcast or (`directed`) to one JID; may
+    /// annotate it (XEP-0398 avatar hash) and learn from it (XEP-0115 capabilities).
+    async fn presence_outbound(
+        &self,
+        _server: &Server,
+        _origin: &SessionHandle,
+        _el: &mut Element,
+        _directed: bool,
+    ) {
+    }
+    /// Available presence from another entity reached local `user`'s account.
+    async fn presence_inbound(&self, _server: &Server, _user: &BareJid, _el: &Element) {}
+    /// An IQ result or error addressed to local `user`'s bare JID: an answer to a request the
+    /// server sent on the account's behalf. True when the hook consumed it.
+    async fn iq_response(&self, _server: &Server, _user: &BareJid, _el: &Element) -> bool {
+        false
+    }
+}
+
+/// Service discovery (XEP-0030) of accounts' nodes (PEP): items and node information.
+#[async_trait]
+pub trait DiscoProvider: Send + Sync {
+    /// Items of `user`'s account (`node` None) or of one of its nodes, as `from` may see them;
+    /// None when the node is not this provider's.
+    async fn items(
+        &self,
+        server: &Server,
+        user: &BareJid,
+        node: Option<&str>,
+        from: &Jid,
+    ) -> Option<Vec<Element>>;
+    /// The disco#info children (identities, features, forms) of one of `user`'s nodes; None
+    /// when it is not this provider's.
+    async fn info(
+        &self,
+        server: &Server,
+        user: &BareJid,
+        node: &str,
+        from: &Jid,
+    ) -> Option<Result<Vec<Element>, StanzaError>>;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +223,9 @@ pub struct Registry {
     iq: IqTable,
     pub server_features: Vec<String>,
     pub account_features: Vec<String>,
+    /// Identities (category, type) accounts show besides account/registered.
+    pub account_identities: Vec<(String, String)>,
+    pub disco: Vec<Arc<dyn DiscoProvider>>,
     /// Features offered after authentication (`<ver/>`, `<sub/>`...).
     pub stream_features: Vec<Element>,
     pub hooks: Vec<Arc<dyn SessionHook>>,
@@ -209,6 +257,15 @@ impl Registry {
 
     pub fn account_feature(&mut self, f: &str) {
         self.account_features.push(f.to_string());
+    }
+
+    pub fn account_identity(&mut self, category: &str, kind: &str) {
+        self.account_identities
+            .push((category.to_string(), kind.to_string()));
+    }
+
+    pub fn disco(&mut self, p: Arc<dyn DiscoProvider>) {
+        self.disco.push(p);
     }
 
     pub fn hook(&mut self, h: Arc<dyn SessionHook>) {
@@ -293,5 +350,10 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
             config.modules.proxy65.clone(),
         )),
         Arc::new(extdisco::ExtDisco::new(config.modules.extdisco.clone())),
+        Arc::new(pubsub::PubSubModule::new(
+            &config.hosts,
+            config.modules.pubsub.clone(),
+        )),
+        Arc::new(pubsub::pep::Pep::new(config.modules.pubsub.clone())),
     ]
 }

@@ -69,12 +69,17 @@ impl IqHandler for Private {
                         return Err(StanzaError::not_acceptable().with_text("fragment too large"));
                     }
                 }
-                for c in children {
+                for c in &children {
                     server
                         .storage
                         .kv_set(&user, STORE, &key(c), Some(&c.to_xml()))
                         .await
                         .map_err(fail)?;
+                }
+                for c in children {
+                    for h in &server.modules.hooks {
+                        h.on_user_data(server, &user, STORE, c).await;
+                    }
                 }
                 Ok(IqReply::Empty)
             }

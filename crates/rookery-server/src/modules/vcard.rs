@@ -63,6 +63,9 @@ impl IqHandler for VCard {
                     .kv_set(&user, STORE, "", Some(&xml))
                     .await
                     .map_err(|_| StanzaError::internal_server_error())?;
+                for h in &server.modules.hooks {
+                    h.on_user_data(server, &user, STORE, req.payload()).await;
+                }
                 Ok(IqReply::Empty)
             }
         }

@@ -216,8 +216,13 @@ pub async fn run(s: &dyn Storage) {
         0
     );
 
+    pubsub(s).await;
+
     // Deleting an account removes its data
     s.kv_set(&bob, "private", "a:b", Some("x")).await.unwrap();
+    s.pubsub_put_node("bob@example.test", "n", "{}")
+        .await
+        .unwrap();
     s.put_roster_item(
         &bob,
         &RosterItem {
@@ -234,4 +239,100 @@ pub async fn run(s: &dyn Storage) {
     assert_eq!(s.kv_get(&bob, "private", "a:b").await.unwrap(), None);
     assert!(s.roster(&bob).await.unwrap().1.is_empty());
     assert_eq!(s.count_offline(&bob).await.unwrap(), 0);
+    assert!(s.pubsub_load("bob@example.test").await.unwrap().is_empty());
+}
+
+/// PubSub nodes: configuration, affiliations, subscriptions, ordered and capped items.
+async fn pubsub(s: &dyn Storage) {
+    let svc = "pubsub.example.test";
+    assert!(s.pubsub_load(svc).await.unwrap().is_empty());
+    s.pubsub_put_node(svc, "b", "{\"v\":1}").await.unwrap();
+    s.pubsub_put_node(svc, "a", "{}").await.unwrap();
+    s.pubsub_put_node(svc, "b", "{\"v\":2}").await.unwrap();
+    s.pubsub_put_node("other", "a", "{}").await.unwrap();
+    s.pubsub_set_affiliation(svc, "b", "owner@x", Some("owner"))
+        .await
+        .unwrap();
+    s.pubsub_set_affiliation(svc, "b", "pub@x", Some("member"))
+        .await
+        .unwrap();
+    s.pubsub_set_affiliation(svc, "b", "pub@x", Some("publisher"))
+        .await
+        .unwrap();
+    s.pubsub_set_affiliation(svc, "b", "gone@x", Some("member"))
+        .await
+        .unwrap();
+    s.pubsub_set_affiliation(svc, "b", "gone@x", None)
+        .await
+        .unwrap();
+    let sub = |jid: &str, state: &str| StoredSubscription {
+        jid: jid.to_string(),
+        subid: format!("sub-{jid}"),
+        state: state.to_string(),
+        options: "{}".to_string(),
+    };
+    s.pubsub_set_subscription(svc, "b", "u@x/r", Some(&sub("u@x/r", "pending")))
+        .await
+        .unwrap();
+    s.pubsub_set_subscription(svc, "b", "u@x/r", Some(&sub("u@x/r", "subscribed")))
+        .await
+        .unwrap();
+    s.pubsub_set_subscription(svc, "b", "v@x", Some(&sub("v@x", "subscribed")))
+        .await
+        .unwrap();
+    s.pubsub_set_subscription(svc, "b", "v@x", None)
+        .await
+        .unwrap();
+    let item = |id: &str, ts: i64| StoredItem {
+        id: id.to_string(),
+        publisher: "pub@x".to_string(),
+        timestamp: ts,
+        payload: format!("<entry xmlns='urn:x'>{id}</entry>"),
+    };
+    for (i, id) in ["1", "2", "3"].iter().enumerate() {
+        s.pubsub_put_item(svc, "b", &item(id, i as i64), 10)
+            .await
+            .unwrap();
+    }
+    // Republishing an id makes it the newest; the cap drops the oldest.
+    s.pubsub_put_item(svc, "b", &item("1", 7), 10)
+        .await
+        .unwrap();
+    s.pubsub_put_item(svc, "b", &item("4", 8), 3).await.unwrap();
+    let nodes = s.pubsub_load(svc).await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(),
+        vec!["a", "b"]
+    );
+    let b = &nodes[1];
+    assert_eq!(b.config, "{\"v\":2}");
+    assert_eq!(
+        b.affiliations,
+        vec![
+            ("owner@x".to_string(), "owner".to_string()),
+            ("pub@x".to_string(), "publisher".to_string())
+        ]
+    );
+    assert_eq!(b.subscriptions, vec![sub("u@x/r", "subscribed")]);
+    assert_eq!(b.items, vec![item("3", 2), item("1", 7), item("4", 8)]);
+    s.pubsub_delete_items(svc, "b", &["1".to_string(), "nope".to_string()])
+        .await
+        .unwrap();
+    let ids = |nodes: Vec<StoredNode>| -> Vec<String> {
+        nodes[1].items.iter().map(|i| i.id.clone()).collect()
+    };
+    assert_eq!(ids(s.pubsub_load(svc).await.unwrap()), vec!["3", "4"]);
+    s.pubsub_purge(svc, "b").await.unwrap();
+    assert!(ids(s.pubsub_load(svc).await.unwrap()).is_empty());
+    s.pubsub_put_item(svc, "b", &item("5", 9), 10)
+        .await
+        .unwrap();
+    s.pubsub_delete_node(svc, "b").await.unwrap();
+    s.pubsub_put_node(svc, "b", "{}").await.unwrap();
+    let nodes = s.pubsub_load(svc).await.unwrap();
+    assert!(nodes[1].items.is_empty() && nodes[1].affiliations.is_empty());
+    assert!(nodes[1].subscriptions.is_empty());
+    s.pubsub_delete_service(svc).await.unwrap();
+    assert!(s.pubsub_load(svc).await.unwrap().is_empty());
+    assert_eq!(s.pubsub_load("other").await.unwrap().len(), 1);
 }

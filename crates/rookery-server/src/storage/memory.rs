@@ -6,6 +6,9 @@ use rookery_core::BareJid;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+#[path = "memory_pubsub.rs"]
+mod pubsub;
+
 #[derive(Default)]
 pub struct MemoryStorage {
     inner: Mutex<Inner>,
@@ -19,6 +22,7 @@ struct Inner {
     offline: HashMap<String, Vec<String>>,
     kv: HashMap<(String, String, String), String>,
     archive: HashMap<String, Vec<Archived>>,
+    pubsub: pubsub::Nodes,
 }
 
 #[async_trait]
@@ -58,6 +62,7 @@ impl AccountStore for MemoryStorage {
         g.offline.remove(u);
         g.kv.retain(|(owner, _, _), _| owner != u);
         g.archive.remove(u);
+        g.pubsub.retain(|(service, _), _| service != u);
         Ok(g.accounts.remove(u).is_some())
     }
     async fn list_accounts(&self, host: &str) -> StorageResult<Vec<String>> {

@@ -8,6 +8,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 
+#[path = "sqlite_pubsub.rs"]
+mod pubsub;
+
 pub struct SqliteStorage {
     pool: SqlitePool,
 }
@@ -138,6 +141,10 @@ impl AccountStore for SqliteStorage {
             "DELETE FROM offline_messages WHERE user = ?",
             "DELETE FROM user_data WHERE user = ?",
             "DELETE FROM archive WHERE owner = ?",
+            "DELETE FROM pubsub_items WHERE service = ?",
+            "DELETE FROM pubsub_subscriptions WHERE service = ?",
+            "DELETE FROM pubsub_affiliations WHERE service = ?",
+            "DELETE FROM pubsub_nodes WHERE service = ?",
         ] {
             sqlx::query(q)
                 .bind(u)

@@ -54,10 +54,40 @@ impl TestServer {
         }
     }
 
+    /// The first host served.
+    pub fn domain(&self) -> &str {
+        &self.server.config.hosts[0]
+    }
+
+    /// A server storing in SQLite under `data_dir`, which outlives it: start another one on the
+    /// same directory to see what survives a restart.
+    pub async fn start_in(data_dir: &std::path::Path) -> TestServer {
+        let mut config = Config {
+            data_dir: data_dir.to_path_buf(),
+            ..Config::default()
+        };
+        config.listen.c2s = vec!["127.0.0.1:0".into()];
+        config.listen.c2s_direct_tls = vec!["127.0.0.1:0".into()];
+        config.listen.http = vec!["127.0.0.1:0".into()];
+        config.listen.https = vec!["127.0.0.1:0".into()];
+        config.modules.proxy65.listen = "127.0.0.1:0".into();
+        let server = Server::new(config).await.unwrap();
+        let running = rookery_server::start_with(server.clone()).await.unwrap();
+        TestServer {
+            c2s: running.c2s[0],
+            direct: running.c2s_direct_tls[0],
+            http: running.http[0],
+            https: running.https[0],
+            server,
+            running: Some(running),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     pub async fn add_user(&self, local: &str, password: &str) {
         let jid = rookery_server::accounts::parse_user(
             &self.server.config,
-            &format!("{local}@localhost"),
+            &format!("{local}@{}", self.domain()),
         )
         .unwrap();
         rookery_server::accounts::create(&self.server, &jid, password)
@@ -69,13 +99,13 @@ impl TestServer {
         Settings {
             host: "127.0.0.1".into(),
             port: self.c2s.port(),
-            domain: "localhost".into(),
+            domain: self.domain().into(),
             password: password.into(),
             mechanism,
             connector: tokio_rustls::TlsConnector::from(
                 rookery_bench::tls::client_config().unwrap(),
             ),
-            server_name: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            server_name: rustls_pki_types::ServerName::try_from(self.domain().to_string()).unwrap(),
             salt_cache: SaltCache::default(),
             login_timeout: WAIT,
         }
@@ -258,7 +288,7 @@ impl Raw {
     }
 }
 
-async fn read_event<R: AsyncRead + AsyncWrite + Unpin>(
+pub async fn read_event<R: AsyncRead + AsyncWrite + Unpin>(
     io: &mut R,
     parser: &mut StreamParser,
     pending: &mut std::collections::VecDeque<StreamEvent>,

@@ -1,0 +1,270 @@
+//! XEP-0114 Jabber Component Protocol: external components (gateways, bots) connect to a local
+//! listener, prove the shared secret of their domain, and then send and receive the stanzas of
+//! that domain.
+
+use crate::Server;
+use dashmap::DashMap;
+use rookery_core::stanza::StanzaError;
+use rookery_core::{Element, Jid};
+use rookery_xml::{StreamEvent, StreamParser};
+use sha1::{Digest, Sha1};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+pub const NS: &str = "jabber:component:accept";
+const STREAM_NS: &str = "http://etherx.jabber.org/streams";
+/// Stanzas waiting for a component that is not reading fast enough; beyond, they bounce.
+const QUEUE: usize = 4096;
+
+/// Connected components by domain.
+#[derive(Default)]
+pub struct Registry {
+    routes: DashMap<String, (u64, mpsc::Sender<Element>)>,
+}
+
+impl Registry {
+    pub fn is_connected(&self, domain: &str) -> bool {
+        self.routes.contains_key(domain)
+    }
+
+    /// Hands a stanza to the component serving `domain`; false when none is connected (or it
+    /// is not keeping up).
+    pub fn send(&self, domain: &str, el: Element) -> bool {
+        match self.routes.get(domain) {
+            Some(r) => r.1.try_send(el).is_ok(),
+            None => false,
+        }
+    }
+}
+
+pub fn is_configured(server: &Server, domain: &str) -> bool {
+    server.config.components.iter().any(|c| c.domain == domain)
+}
+
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    loop {
+        let (conn, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%e, "component accept failed");
+                    continue;
+                }
+            },
+            _ = server.shutdown.cancelled() => return,
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(&server, conn).await {
+                tracing::info!(%peer, %e, "component connection ended");
+            }
+        });
+    }
+}
+
+fn header(from: &str, id: &str) -> String {
+    let mut h = String::from("<?xml version='1.0'?><stream:stream xmlns='");
+    h.push_str(NS);
+    h.push_str("' xmlns:stream='");
+    h.push_str(STREAM_NS);
+    h.push_str("' from='");
+    rookery_xml::escape_attr(&mut h, from);
+    h.push_str("' id='");
+    h.push_str(id);
+    h.push_str("'>");
+    h
+}
+
+async fn stream_error<W: AsyncWrite + Unpin>(w: &mut W, condition: &str) -> std::io::Result<()> {
+    let e = format!(
+        "<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"
+    );
+    w.write_all(e.as_bytes()).await?;
+    w.flush().await
+}
+
+/// Reads until the parser has something, or the peer goes.
+async fn next_event<R: AsyncRead + Unpin>(
+    r: &mut R,
+    parser: &mut StreamParser,
+    queue: &mut std::collections::VecDeque<StreamEvent>,
+    buf: &mut [u8],
+) -> Result<StreamEvent, String> {
+    loop {
+        if let Some(ev) = queue.pop_front() {
+            return Ok(ev);
+        }
+        let n = r.read(buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(StreamEvent::Close);
+        }
+        let mut out = Vec::new();
+        parser
+            .feed(&buf[..n], &mut out)
+            .map_err(|e| e.condition().to_string())?;
+        queue.extend(out);
+    }
+}
+
+/// The handshake digest: hex(SHA-1(stream id + secret)) (XEP-0114 §3).
+pub fn handshake_digest(id: &str, secret: &str) -> String {
+    let d = Sha1::digest(format!("{id}{secret}").as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn serve(server: &Arc<Server>, conn: TcpStream) -> Result<(), String> {
+    let (mut rd, mut wr) = conn.into_split();
+    // Before the handshake, the small pre-authentication stanza limit applies (as for c2s).
+    let mut parser = StreamParser::new(crate::c2s::limits(server, false));
+    let mut queue = std::collections::VecDeque::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let id = format!("{:x}", rand::random::<u128>());
+    let domain = match next_event(&mut rd, &mut parser, &mut queue, &mut buf).await? {
+        StreamEvent::Header(h) => h.attr("to").unwrap_or_default().to_string(),
+        _ => return Err("no stream header".into()),
+    };
+    let io = |e: std::io::Error| e.to_string();
+    wr.write_all(header(&domain, &id).as_bytes())
+        .await
+        .map_err(io)?;
+    let Some(cfg) = server.config.components.iter().find(|c| c.domain == domain) else {
+        stream_error(&mut wr, "host-unknown").await.map_err(io)?;
+        return Err(format!("unknown component domain {domain:?}"));
+    };
+    let proof = match next_event(&mut rd, &mut parser, &mut queue, &mut buf).await? {
+        StreamEvent::Stanza(el) if el.is("handshake", NS) => el.text(),
+        _ => {
+            stream_error(&mut wr, "not-authorized").await.map_err(io)?;
+            return Err("no handshake".into());
+        }
+    };
+    let want = handshake_digest(&id, &cfg.secret);
+    let ok = proof.trim().len() == want.len()
+        && proof
+            .trim()
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a.to_ascii_lowercase() ^ b))
+            == 0;
+    if !ok {
+        stream_error(&mut wr, "not-authorized").await.map_err(io)?;
+        return Err(format!("wrong secret for {domain}"));
+    }
+    let (tx, mut rx) = mpsc::channel::<Element>(QUEUE);
+    let conn_id = server.next_id();
+    if let Some(old) = server
+        .components
+        .routes
+        .insert(domain.clone(), (conn_id, tx))
+    {
+        // A reconnecting component replaces its old connection.
+        drop(old);
+    }
+    wr.write_all(b"<handshake/>").await.map_err(io)?;
+    parser.set_max_stanza_bytes(server.config.limits.max_stanza_bytes);
+    tracing::info!(%domain, "component connected");
+    let result = session(
+        server,
+        &domain,
+        &mut rd,
+        &mut wr,
+        &mut parser,
+        &mut queue,
+        &mut buf,
+        &mut rx,
+    )
+    .await;
+    server
+        .components
+        .routes
+        .remove_if(&domain, |_, (id, _)| *id == conn_id);
+    // What was routed to it meanwhile cannot be delivered.
+    rx.close();
+    while let Ok(el) = rx.try_recv() {
+        crate::router::bounce(server, &el, StanzaError::service_unavailable());
+    }
+    tracing::info!(%domain, "component disconnected");
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    server: &Arc<Server>,
+    domain: &str,
+    rd: &mut R,
+    wr: &mut W,
+    parser: &mut StreamParser,
+    queue: &mut std::collections::VecDeque<StreamEvent>,
+    buf: &mut [u8],
+    rx: &mut mpsc::Receiver<Element>,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let mut out = String::new();
+    loop {
+        tokio::select! {
+            ev = next_event(rd, parser, queue, buf) => match ev {
+                Ok(StreamEvent::Stanza(mut el)) => {
+                    if !matches!(el.name(), "message" | "presence" | "iq") || el.ns() != NS {
+                        stream_error(wr, "unsupported-stanza-type").await.map_err(io)?;
+                        return Err(format!("unexpected <{}/>", el.name()));
+                    }
+                    // Only its own domain's addresses may be claimed (RFC 6120 §4.9.3.9).
+                    let from_ok = el
+                        .attr("from")
+                        .and_then(|f| Jid::new(f).ok())
+                        .is_some_and(|f| f.domain().as_str() == domain);
+                    if !from_ok {
+                        stream_error(wr, "invalid-from").await.map_err(io)?;
+                        return Err("stanza with a foreign from".into());
+                    }
+                    crate::s2s::renamespace(&mut el, NS, rookery_core::ns::CLIENT);
+                    if el.attr("to").is_none() {
+                        crate::router::bounce(server, &el, StanzaError::bad_request().with_text("no 'to'"));
+                        continue;
+                    }
+                    tracing::debug!(%domain, stanza = %el, "from component");
+                    crate::router::deliver(server, el).await;
+                }
+                Ok(StreamEvent::Close) => {
+                    let _ = wr.write_all(b"</stream:stream>").await;
+                    return Ok(());
+                }
+                Ok(StreamEvent::Header(_)) => {
+                    stream_error(wr, "not-well-formed").await.map_err(io)?;
+                    return Err("second stream header".into());
+                }
+                Err(condition) => {
+                    let c = if condition.starts_with(|c: char| c.is_ascii_lowercase()) { condition.clone() } else { "not-well-formed".into() };
+                    let _ = stream_error(wr, &c).await;
+                    return Err(condition);
+                }
+            },
+            el = rx.recv() => {
+                let Some(mut el) = el else { return Ok(()) };
+                tracing::debug!(%domain, stanza = %el, "to component");
+                crate::s2s::renamespace(&mut el, rookery_core::ns::CLIENT, NS);
+                out.clear();
+                el.write_to(&mut out, NS);
+                wr.write_all(out.as_bytes()).await.map_err(io)?;
+                wr.flush().await.map_err(io)?;
+            },
+            _ = server.shutdown.cancelled() => {
+                let _ = stream_error(wr, "system-shutdown").await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handshake_is_hex_sha1_of_id_and_secret() {
+        assert_eq!(
+            super::handshake_digest("3BF96D75", "secret"),
+            "20631b4b87b2d6381daeb556438f05036e09ad66"
+        );
+    }
+}

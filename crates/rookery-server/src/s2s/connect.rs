@@ -1,0 +1,319 @@
+//! One server-to-server XML stream (either direction), and opening one to a remote domain:
+//! static route or DNS SRV (`_xmpp-server._tcp`, RFC 6120 §3.2) with fallback to the domain on
+//! 5269, then STARTTLS.
+
+use super::{DIALBACK_NS, SERVER_NS};
+use crate::c2s::Io;
+use crate::Server;
+use rookery_core::Element;
+use rookery_xml::{Limits, StreamEvent, StreamParser};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STREAM_NS: &str = "http://etherx.jabber.org/streams";
+const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+
+pub struct Stream {
+    io: Option<Box<dyn Io>>,
+    parser: StreamParser,
+    queue: VecDeque<StreamEvent>,
+    buf: Vec<u8>,
+    out: String,
+    pub secure: bool,
+    limits: Limits,
+}
+
+impl Stream {
+    pub fn new(io: Box<dyn Io>, limits: Limits) -> Stream {
+        Stream {
+            io: Some(io),
+            parser: StreamParser::new(limits.clone()),
+            queue: VecDeque::new(),
+            buf: vec![0u8; 16 * 1024],
+            out: String::with_capacity(1024),
+            secure: false,
+            limits,
+        }
+    }
+
+    fn io(&mut self) -> &mut Box<dyn Io> {
+        self.io
+            .as_mut()
+            .expect("stream used after a failed TLS upgrade")
+    }
+
+    /// The next header, element or close; `Err` carries a stream error condition.
+    pub async fn next(&mut self) -> Result<StreamEvent, String> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Ok(ev);
+            }
+            let mut buf = std::mem::take(&mut self.buf);
+            let n = self.io().read(&mut buf).await;
+            self.buf = buf;
+            let n = n.map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Ok(StreamEvent::Close);
+            }
+            let mut out = Vec::new();
+            self.parser
+                .feed(&self.buf[..n], &mut out)
+                .map_err(|e| e.condition().to_string())?;
+            self.queue.extend(out);
+        }
+    }
+
+    pub async fn send_raw(&mut self, s: &str) -> std::io::Result<()> {
+        let io = self.io();
+        io.write_all(s.as_bytes()).await?;
+        io.flush().await
+    }
+
+    /// Writes an element as a child of a `jabber:server` stream.
+    pub async fn send(&mut self, el: &Element) -> std::io::Result<()> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        el.write_to(&mut out, SERVER_NS);
+        let r = self.send_raw(&out).await;
+        self.out = out;
+        r
+    }
+
+    pub async fn header(&mut self, from: &str, to: &str, id: Option<&str>) -> std::io::Result<()> {
+        let mut h = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='{SERVER_NS}' xmlns:db='{DIALBACK_NS}' \
+             xmlns:stream='{STREAM_NS}' version='1.0' from='"
+        );
+        rookery_xml::escape_attr(&mut h, from);
+        h.push_str("' to='");
+        rookery_xml::escape_attr(&mut h, to);
+        if let Some(id) = id {
+            h.push_str("' id='");
+            h.push_str(id);
+        }
+        h.push_str("'>");
+        self.send_raw(&h).await
+    }
+
+    pub async fn error(&mut self, condition: &str, text: Option<&str>) {
+        let mut e =
+            format!("<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+        if let Some(t) = text {
+            e.push_str("<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>");
+            rookery_xml::escape_text(&mut e, t);
+            e.push_str("</text>");
+        }
+        e.push_str("</stream:error></stream:stream>");
+        let _ = self.send_raw(&e).await;
+    }
+
+    /// A fresh parser after a TLS upgrade (RFC 6120 §5.4.3.3).
+    fn restart(&mut self) {
+        self.parser = StreamParser::new(self.limits.clone());
+        self.queue.clear();
+    }
+
+    pub async fn accept_tls(&mut self, server: &Server) -> Result<(), String> {
+        let io = self.io.take().expect("stream in use");
+        let tls = server
+            .tls
+            .starttls
+            .accept(io)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        self.io = Some(Box::new(tls));
+        self.secure = true;
+        self.restart();
+        Ok(())
+    }
+
+    async fn connect_tls(&mut self, remote: &str) -> Result<(), String> {
+        let io = self.io.take().expect("stream in use");
+        let name = rustls_pki_types::ServerName::try_from(remote.to_string())
+            .map_err(|e| format!("{remote}: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(client_config())
+            .connect(name, io)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        self.io = Some(Box::new(tls));
+        self.secure = true;
+        self.restart();
+        Ok(())
+    }
+}
+
+/// Dialback authenticates the peer, so the certificate is not what is checked here (RFC 6125
+/// verification with SASL EXTERNAL is not offered yet); the connection is still encrypted.
+fn client_config() -> Arc<rustls::ClientConfig> {
+    use std::sync::OnceLock;
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default versions")
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+                    .with_no_client_auth(),
+            )
+        })
+        .clone()
+}
+
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Addresses to try for `remote`, best first.
+async fn resolve(server: &Server, remote: &str) -> Vec<SocketAddr> {
+    if let Some(route) = server.config.s2s.routes.get(remote) {
+        return tokio::net::lookup_host(route.as_str())
+            .await
+            .map(|a| a.collect())
+            .unwrap_or_default();
+    }
+    let mut targets: Vec<(u16, String, u16)> = vec![];
+    if let Ok(r) = hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()) {
+        if let Ok(lookup) = r.srv_lookup(format!("_xmpp-server._tcp.{remote}.")).await {
+            for rec in lookup.answers() {
+                if let hickory_resolver::proto::rr::RData::SRV(srv) = &rec.data {
+                    let target = srv.target.to_utf8();
+                    let target = target.trim_end_matches('.');
+                    // "." means the service is decidedly not available (RFC 2782).
+                    if !target.is_empty() {
+                        targets.push((srv.priority, target.to_string(), srv.port));
+                    }
+                }
+            }
+        }
+    }
+    targets.sort_by_key(|t| t.0);
+    if targets.is_empty() {
+        targets.push((0, remote.to_string(), 5269));
+    }
+    let mut addrs = vec![];
+    for (_, host, port) in targets {
+        if let Ok(a) = tokio::net::lookup_host((host.as_str(), port)).await {
+            addrs.extend(a);
+        }
+    }
+    addrs
+}
+
+/// A stream from `local` to `remote`, encrypted when the remote offers STARTTLS, with its id
+/// and features.
+pub async fn open(
+    server: &Server,
+    local: &str,
+    remote: &str,
+) -> Result<(Stream, String, Element), String> {
+    let timeout = Duration::from_secs(server.config.s2s.connect_timeout_seconds.max(1));
+    let addrs = resolve(server, remote).await;
+    if addrs.is_empty() {
+        return Err(format!("{remote}: no address"));
+    }
+    let mut tcp = None;
+    let mut last = String::new();
+    for a in addrs {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                tcp = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last = format!("{a}: {e}"),
+            Err(_) => last = format!("{a}: timeout"),
+        }
+    }
+    let tcp = tcp.ok_or(last)?;
+    let _ = tcp.set_nodelay(true);
+    let mut s = Stream::new(Box::new(tcp), crate::c2s::limits(server, true));
+    let negotiate = async {
+        let (mut id, mut features) = greet(&mut s, local, remote).await?;
+        if features.has_child("starttls", TLS_NS) {
+            s.send(&Element::new("starttls", TLS_NS))
+                .await
+                .map_err(|e| e.to_string())?;
+            match s.next().await? {
+                StreamEvent::Stanza(p) if p.is("proceed", TLS_NS) => {}
+                _ => return Err("STARTTLS refused".to_string()),
+            }
+            s.connect_tls(remote).await?;
+            (id, features) = greet(&mut s, local, remote).await?;
+        }
+        Ok::<_, String>((id, features))
+    };
+    let (id, features) = tokio::time::timeout(timeout * 2, negotiate)
+        .await
+        .map_err(|_| format!("{remote}: negotiation timed out"))??;
+    Ok((s, id, features))
+}
+
+async fn greet(s: &mut Stream, local: &str, remote: &str) -> Result<(String, Element), String> {
+    s.header(local, remote, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = match s.next().await? {
+        StreamEvent::Header(h) => h.attr("id").unwrap_or_default().to_string(),
+        _ => return Err("no stream header".into()),
+    };
+    match s.next().await? {
+        StreamEvent::Stanza(f) if f.is("features", STREAM_NS) => Ok((id, f)),
+        StreamEvent::Stanza(e) if e.is("error", STREAM_NS) => Err(format!(
+            "stream error {}",
+            e.children()
+                .next()
+                .map(|c| c.name().to_string())
+                .unwrap_or_default()
+        )),
+        _ => Err("no stream features".into()),
+    }
+}

@@ -1,0 +1,185 @@
+//! RFC 6120 server-to-server federation with XEP-0220 dialback (keys per XEP-0185): stanzas for
+//! other domains go out over one authenticated connection per (local domain, remote domain),
+//! queued while it is set up and bounced when it cannot be; incoming connections prove each
+//! remote domain by dialback before their stanzas are accepted.
+
+mod connect;
+mod incoming;
+mod outgoing;
+
+use crate::Server;
+use dashmap::DashMap;
+use hmac::{Hmac, Mac};
+use rookery_core::stanza::StanzaError;
+use rookery_core::{ns, Element, Jid};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub use incoming::accept_loop;
+
+pub const SERVER_NS: &str = "jabber:server";
+pub const DIALBACK_NS: &str = "jabber:server:dialback";
+const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
+
+/// Outgoing connections and the dialback secret.
+pub struct Manager {
+    out: DashMap<(String, String), mpsc::Sender<Element>>,
+    secret: String,
+}
+
+impl Manager {
+    pub fn new(config: &rookery_core::config::Config) -> Manager {
+        let secret = config.s2s.dialback_secret.clone().unwrap_or_else(|| {
+            // Kept in the data dir so keys stay valid across restarts and between the nodes
+            // sharing it.
+            let path = config.data_dir.join("dialback.secret");
+            match std::fs::read_to_string(&path) {
+                Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+                _ => {
+                    let s = format!("{:x}{:x}", rand::random::<u128>(), rand::random::<u128>());
+                    if let Err(e) = std::fs::write(&path, &s) {
+                        tracing::warn!(%e, "cannot keep the dialback secret; it changes on restart");
+                    }
+                    s
+                }
+            }
+        });
+        Manager {
+            out: DashMap::new(),
+            secret,
+        }
+    }
+
+    /// XEP-0185: HMAC-SHA256(hex(SHA256(secret)), receiving + ' ' + originating + ' ' + id).
+    pub fn dialback_key(&self, receiving: &str, originating: &str, stream_id: &str) -> String {
+        let key = hex(&Sha256::digest(self.secret.as_bytes()));
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+        mac.update(format!("{receiving} {originating} {stream_id}").as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `domain` is served here (a host or a service such as `conference.<host>`).
+pub fn is_local_domain(server: &Server, domain: &str) -> bool {
+    server.config.is_local_host(domain) || server.modules.services.contains_key(domain)
+}
+
+/// Routes a stanza for a domain that is not ours: a connected component, or another server.
+pub fn route(server: &Arc<Server>, domain: &str, el: Element) {
+    if server.components.is_connected(domain) {
+        if !server.components.send(domain, el.clone()) {
+            crate::router::bounce(server, &el, StanzaError::resource_constraint());
+        }
+        return;
+    }
+    if crate::component::is_configured(server, domain) {
+        crate::router::bounce(
+            server,
+            &el,
+            StanzaError::service_unavailable().with_text("the component is not connected"),
+        );
+        return;
+    }
+    if !server.config.s2s.enabled {
+        crate::router::bounce(server, &el, StanzaError::remote_server_not_found());
+        return;
+    }
+    let Some(local) = el
+        .attr("from")
+        .and_then(|f| Jid::new(f).ok())
+        .map(|f| f.domain().to_string())
+        .filter(|d| is_local_domain(server, d))
+    else {
+        tracing::debug!(stanza = %el, "s2s: not from a local domain; dropped");
+        return;
+    };
+    tracing::debug!(%local, remote = %domain, stanza = %el, "s2s out");
+    let key = (local, domain.to_string());
+    let existing = server.s2s.out.get(&key).map(|tx| tx.clone());
+    let el = match existing {
+        None => el,
+        Some(tx) => match tx.try_send(el) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(el)) => {
+                crate::router::bounce(server, &el, StanzaError::resource_constraint());
+                return;
+            }
+            // The connection ended: start a new one.
+            Err(mpsc::error::TrySendError::Closed(el)) => el,
+        },
+    };
+    let (tx, rx) = mpsc::channel(server.config.s2s.max_queue.max(1));
+    let _ = tx.try_send(el);
+    server.s2s.out.insert(key.clone(), tx);
+    let server = server.clone();
+    tokio::spawn(async move {
+        outgoing::run(&server, &key.0, &key.1, rx).await;
+        server.s2s.out.remove_if(&key, |_, tx| tx.is_closed());
+    });
+}
+
+/// Rewrites the stanza namespace (and its children in it) between the client and server
+/// streams, so `<body/>` stays a body on the other side.
+pub fn renamespace(el: &mut Element, from: &str, to: &str) {
+    if el.ns() == from {
+        el.set_ns(to);
+    }
+    if el
+        .children()
+        .any(|c| c.ns() == from || c.children().next().is_some())
+    {
+        for c in el.children_mut() {
+            renamespace(c, from, to);
+        }
+    }
+}
+
+fn to_wire(mut el: Element) -> Element {
+    renamespace(&mut el, ns::CLIENT, SERVER_NS);
+    el
+}
+
+fn from_wire(mut el: Element) -> Element {
+    renamespace(&mut el, SERVER_NS, ns::CLIENT);
+    el
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialback_keys_follow_xep_0185() {
+        let m = Manager {
+            out: DashMap::new(),
+            secret: "s3cr3tf0rd14lb4ck".into(),
+        };
+        // XEP-0220 §2.1.1 example.
+        assert_eq!(
+            m.dialback_key("montague.example", "capulet.example", "D60000229F"),
+            "b4835385f37fe2895af6c196b59097b16862406db80559900d96bf6fa7d23df3"
+        );
+    }
+
+    #[test]
+    fn namespaces_are_rewritten_for_the_wire() {
+        let el = Element::parse(
+            "<message xmlns='jabber:client' to='a@b'><body>hi</body>\
+             <x xmlns='urn:x'><y/></x></message>",
+        )
+        .unwrap();
+        let wire = to_wire(el.clone());
+        assert_eq!(wire.ns(), SERVER_NS);
+        assert!(wire.has_child("body", SERVER_NS));
+        assert!(wire
+            .get_child("x", "urn:x")
+            .unwrap()
+            .has_child("y", "urn:x"));
+        assert_eq!(from_wire(wire), el);
+    }
+}

@@ -1,0 +1,263 @@
+//! SQLite storage for XEP-0060 pubsub nodes (pubsub domains and PEP), migration 0003.
+
+use super::SqliteStorage;
+use crate::storage::err;
+use async_trait::async_trait;
+use rookery_core::storage::*;
+use sqlx::Row;
+
+const NODE_TABLES: [&str; 4] = [
+    "pubsub_items",
+    "pubsub_subscriptions",
+    "pubsub_affiliations",
+    "pubsub_nodes",
+];
+
+#[async_trait]
+impl PubSubStore for SqliteStorage {
+    async fn pubsub_load(&self, service: &str) -> StorageResult<Vec<StoredNode>> {
+        let mut nodes: Vec<StoredNode> = sqlx::query_as::<_, (String, String)>(
+            "SELECT node, config FROM pubsub_nodes WHERE service = ? ORDER BY node",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|(node, config)| StoredNode {
+            node,
+            config,
+            ..Default::default()
+        })
+        .collect();
+        let find = |nodes: &mut Vec<StoredNode>, name: &str| -> Option<usize> {
+            nodes.binary_search_by(|n| n.node.as_str().cmp(name)).ok()
+        };
+        let affs: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE service = ?
+             ORDER BY node, jid",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        for (node, jid, aff) in affs {
+            if let Some(i) = find(&mut nodes, &node) {
+                nodes[i].affiliations.push((jid, aff));
+            }
+        }
+        let subs = sqlx::query(
+            "SELECT node, jid, subid, state, options FROM pubsub_subscriptions
+             WHERE service = ? ORDER BY node, jid",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        for r in subs {
+            let node: String = r.get("node");
+            if let Some(i) = find(&mut nodes, &node) {
+                nodes[i].subscriptions.push(StoredSubscription {
+                    jid: r.get("jid"),
+                    subid: r.get("subid"),
+                    state: r.get("state"),
+                    options: r.get("options"),
+                });
+            }
+        }
+        let items = sqlx::query(
+            "SELECT node, id, publisher, ts, payload FROM pubsub_items WHERE service = ?
+             ORDER BY seq",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        for r in items {
+            let node: String = r.get("node");
+            if let Some(i) = find(&mut nodes, &node) {
+                nodes[i].items.push(StoredItem {
+                    id: r.get("id"),
+                    publisher: r.get("publisher"),
+                    timestamp: r.get("ts"),
+                    payload: r.get("payload"),
+                });
+            }
+        }
+        Ok(nodes)
+    }
+
+    async fn pubsub_put_node(&self, service: &str, node: &str, config: &str) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO pubsub_nodes (service, node, config) VALUES (?,?,?)
+             ON CONFLICT(service, node) DO UPDATE SET config = excluded.config",
+        )
+        .bind(service)
+        .bind(node)
+        .bind(config)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn pubsub_delete_node(&self, service: &str, node: &str) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for table in NODE_TABLES {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE service = ? AND node = ?"
+            ))
+            .bind(service)
+            .bind(node)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn pubsub_set_affiliation(
+        &self,
+        service: &str,
+        node: &str,
+        jid: &str,
+        affiliation: Option<&str>,
+    ) -> StorageResult<()> {
+        match affiliation {
+            Some(a) => sqlx::query(
+                "INSERT INTO pubsub_affiliations (service, node, jid, affiliation) VALUES (?,?,?,?)
+                 ON CONFLICT(service, node, jid) DO UPDATE SET affiliation = excluded.affiliation",
+            )
+            .bind(service)
+            .bind(node)
+            .bind(jid)
+            .bind(a),
+            None => sqlx::query(
+                "DELETE FROM pubsub_affiliations WHERE service = ? AND node = ? AND jid = ?",
+            )
+            .bind(service)
+            .bind(node)
+            .bind(jid),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn pubsub_set_subscription(
+        &self,
+        service: &str,
+        node: &str,
+        jid: &str,
+        subscription: Option<&StoredSubscription>,
+    ) -> StorageResult<()> {
+        match subscription {
+            Some(s) => sqlx::query(
+                "INSERT INTO pubsub_subscriptions (service, node, jid, subid, state, options)
+                 VALUES (?,?,?,?,?,?) ON CONFLICT(service, node, jid) DO UPDATE SET
+                 subid = excluded.subid, state = excluded.state, options = excluded.options",
+            )
+            .bind(service)
+            .bind(node)
+            .bind(jid)
+            .bind(&s.subid)
+            .bind(&s.state)
+            .bind(&s.options),
+            None => sqlx::query(
+                "DELETE FROM pubsub_subscriptions WHERE service = ? AND node = ? AND jid = ?",
+            )
+            .bind(service)
+            .bind(node)
+            .bind(jid),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn pubsub_put_item(
+        &self,
+        service: &str,
+        node: &str,
+        item: &StoredItem,
+        keep: usize,
+    ) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // Delete then insert, so a republished id becomes the newest.
+        sqlx::query("DELETE FROM pubsub_items WHERE service = ? AND node = ? AND id = ?")
+            .bind(service)
+            .bind(node)
+            .bind(&item.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO pubsub_items (service, node, id, publisher, ts, payload)
+             VALUES (?,?,?,?,?,?)",
+        )
+        .bind(service)
+        .bind(node)
+        .bind(&item.id)
+        .bind(&item.publisher)
+        .bind(item.timestamp)
+        .bind(&item.payload)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "DELETE FROM pubsub_items WHERE service = ?1 AND node = ?2 AND seq NOT IN
+             (SELECT seq FROM pubsub_items WHERE service = ?1 AND node = ?2
+              ORDER BY seq DESC LIMIT ?3)",
+        )
+        .bind(service)
+        .bind(node)
+        .bind(keep as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn pubsub_delete_items(
+        &self,
+        service: &str,
+        node: &str,
+        ids: &[String],
+    ) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for id in ids {
+            sqlx::query("DELETE FROM pubsub_items WHERE service = ? AND node = ? AND id = ?")
+                .bind(service)
+                .bind(node)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn pubsub_purge(&self, service: &str, node: &str) -> StorageResult<()> {
+        sqlx::query("DELETE FROM pubsub_items WHERE service = ? AND node = ?")
+            .bind(service)
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn pubsub_delete_service(&self, service: &str) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for table in NODE_TABLES {
+            sqlx::query(&format!("DELETE FROM {table} WHERE service = ?"))
+                .bind(service)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+}

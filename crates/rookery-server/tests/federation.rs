@@ -1,0 +1,379 @@
+//! Server-to-server federation (RFC 6120, XEP-0220 dialback) between two real servers on
+//! loopback, bad input on s2s streams, and external components (XEP-0114).
+
+mod common;
+
+use common::{error_condition, read_event, TestServer};
+use rookery_core::config::ComponentConfig;
+use rookery_xml::{ns, Element, Limits, StreamEvent, StreamParser};
+use sha1::{Digest, Sha1};
+use std::collections::VecDeque;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A port that was free a moment ago (both servers must know each other's before starting).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two federating servers, `a.test` and `b.test`, each with `alice`/`bob` accounts.
+async fn pair() -> (TestServer, TestServer) {
+    let (pa, pb) = (free_port(), free_port());
+    let make = |me: &'static str, port: u16, other: &'static str, other_port: u16| {
+        move |c: &mut rookery_core::config::Config| {
+            c.hosts = vec![me.into()];
+            c.s2s.enabled = true;
+            c.listen.s2s = vec![format!("127.0.0.1:{port}")];
+            c.s2s
+                .routes
+                .insert(other.into(), format!("127.0.0.1:{other_port}"));
+            c.s2s.routes.insert(
+                format!("conference.{other}"),
+                format!("127.0.0.1:{other_port}"),
+            );
+        }
+    };
+    let a = TestServer::start_with(make("a.test", pa, "b.test", pb)).await;
+    let b = TestServer::start_with(make("b.test", pb, "a.test", pa)).await;
+    a.add_user("alice", "pw123456").await;
+    b.add_user("bob", "pw123456").await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn two_servers_federate_subscriptions_presence_messages_and_rooms() {
+    let (a, b) = pair().await;
+    let mut alice = a.login("alice", "pw123456").await;
+    let mut bob = b.login("bob", "pw123456").await;
+
+    // Both hold their roster, so they get subscription answers and pushes (RFC 6121 §2.1.6).
+    let roster_get =
+        "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>";
+    alice.iq(Element::parse(roster_get).unwrap()).await;
+    bob.iq(Element::parse(roster_get).unwrap()).await;
+    // Subscription handshake across servers.
+    alice
+        .send("<presence to='bob@b.test' type='subscribe'/>")
+        .await;
+    let req = bob
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribe"))
+        .await;
+    assert_eq!(req.attr("from"), Some("alice@a.test"));
+    bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        .await;
+    let ok = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribed"))
+        .await;
+    assert_eq!(ok.attr("from"), Some("bob@b.test"));
+    // Bob's current presence follows the approval.
+    let p = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("type").is_none())
+        .await;
+    assert_eq!(p.attr("from"), Some(bob.jid()));
+    let roster = alice
+        .iq(Element::parse(
+            "<iq xmlns='jabber:client' type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .unwrap())
+        .await;
+    let item = roster
+        .get_child("query", "jabber:iq:roster")
+        .and_then(|q| q.get_child("item", "jabber:iq:roster"))
+        .unwrap();
+    assert_eq!(item.attr("subscription"), Some("to"));
+
+    // Messages both ways.
+    alice
+        .send("<message to='bob@b.test' type='chat' id='m1'><body>hello from a</body></message>")
+        .await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("hello from a")
+    );
+    assert!(m.attr("from").unwrap().starts_with("alice@a.test/"));
+    bob.send("<message to='alice@a.test' type='chat' id='m2'><body>hello from b</body></message>")
+        .await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("hello from b")
+    );
+
+    // An IQ to a remote user's full JID and its answer (ping is answered by bob's client: our
+    // test client answers nothing, so ask the remote server itself).
+    let pong = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='p1' to='b.test'><ping xmlns='urn:xmpp:ping'/></iq>").unwrap())
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+    assert_eq!(pong.attr("from"), Some("b.test"));
+
+    // Bob joins a room on a.test.
+    alice
+        .send("<presence to='room@conference.a.test/Alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        .await;
+    alice
+        .recv_until(|e| e.name() == "message" && e.has_child("subject", ns::CLIENT))
+        .await;
+    // The room was created locked: configure it as an instant room.
+    alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='set' id='cfg' to='room@conference.a.test'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>").unwrap())
+        .await;
+    bob.send("<presence to='room@conference.a.test/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        .await;
+    let own = bob
+        .recv_until(|e| {
+            e.name() == "presence" && e.attr("from") == Some("room@conference.a.test/Bob")
+        })
+        .await;
+    let codes: Vec<&str> = own
+        .get_child("x", "http://jabber.org/protocol/muc#user")
+        .unwrap()
+        .children()
+        .filter_map(|c| c.attr("code"))
+        .collect();
+    assert!(codes.contains(&"110"), "{own}");
+    bob.send(
+        "<message to='room@conference.a.test' type='groupchat'><body>hi room</body></message>",
+    )
+    .await;
+    let m = alice
+        .recv_until(|e| e.name() == "message" && e.attr("type") == Some("groupchat"))
+        .await;
+    assert_eq!(m.attr("from"), Some("room@conference.a.test/Bob"));
+}
+
+#[tokio::test]
+async fn unreachable_domains_bounce() {
+    let s = TestServer::start_with(|c| {
+        c.s2s.enabled = true;
+        c.listen.s2s = vec!["127.0.0.1:0".into()];
+        c.s2s.connect_timeout_seconds = 2;
+        c.s2s
+            .routes
+            .insert("nowhere.test".into(), format!("127.0.0.1:{}", free_port()));
+    })
+    .await;
+    s.add_user("alice", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    alice
+        .send("<message to='x@nowhere.test' id='lost'><body>?</body></message>")
+        .await;
+    let e = alice.recv_until(|e| e.attr("id") == Some("lost")).await;
+    assert_eq!(e.attr("type"), Some("error"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+}
+
+/// A raw s2s stream to a test server, over TLS after STARTTLS.
+struct RawS2s {
+    io: Box<dyn Io>,
+    parser: StreamParser,
+    pending: VecDeque<StreamEvent>,
+    last_id: Option<String>,
+    error: Option<String>,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl RawS2s {
+    async fn open(port: u16, from: &str, to: &str) -> (RawS2s, Option<String>) {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut r = RawS2s {
+            io: Box::new(tcp),
+            parser: StreamParser::new(Limits::default()),
+            pending: VecDeque::new(),
+            last_id: None,
+            error: None,
+        };
+        let features = r.header(from, to).await;
+        let Some(features) = features else {
+            return (r, None);
+        };
+        assert!(features.has_child("starttls", "urn:ietf:params:xml:ns:xmpp-tls"));
+        r.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        match r.event().await {
+            Some(StreamEvent::Stanza(p)) if p.name() == "proceed" => {}
+            other => panic!("expected proceed, got {other:?}"),
+        }
+        let io = std::mem::replace(&mut r.io, Box::new(tokio::io::empty()));
+        let connector =
+            tokio_rustls::TlsConnector::from(rookery_bench::tls::client_config().unwrap());
+        let name = rustls_pki_types::ServerName::try_from(to.to_string()).unwrap();
+        r.io = Box::new(connector.connect(name, io).await.unwrap());
+        r.parser = StreamParser::new(Limits::default());
+        r.header(from, to).await;
+        let id = r.last_id.clone();
+        (r, id)
+    }
+
+    async fn header(&mut self, from: &str, to: &str) -> Option<Element> {
+        self.send(&format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' from='{from}' to='{to}'>")).await;
+        match self.event().await {
+            Some(StreamEvent::Header(h)) => {
+                self.last_id = h.attr("id").map(str::to_string);
+            }
+            other => panic!("expected a header, got {other:?}"),
+        }
+        match self.event().await {
+            Some(StreamEvent::Stanza(f)) if f.name() == "features" => Some(f),
+            Some(StreamEvent::Stanza(e)) if e.name() == "error" => {
+                self.error = e.children().next().map(|c| c.name().to_string());
+                None
+            }
+            other => panic!("expected features, got {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, s: &str) {
+        let _ = self.io.write_all(s.as_bytes()).await;
+    }
+
+    async fn event(&mut self) -> Option<StreamEvent> {
+        read_event(&mut self.io, &mut self.parser, &mut self.pending).await
+    }
+
+    async fn stream_error(&mut self) -> Option<String> {
+        while let Some(ev) = self.event().await {
+            match ev {
+                StreamEvent::Stanza(e) if e.is("error", ns::STREAM) => {
+                    return e
+                        .children()
+                        .find(|c| c.name() != "text")
+                        .map(|c| c.name().to_string())
+                }
+                StreamEvent::Close => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+#[tokio::test]
+async fn s2s_refuses_wrong_keys_spoofed_domains_and_unknown_hosts() {
+    let (a, b) = pair().await;
+    let a_port = a.running.as_ref().unwrap().s2s[0].port();
+    // A stream for a domain A does not serve.
+    let (r, _) = RawS2s::open(a_port, "b.test", "nope.test").await;
+    assert_eq!(r.error.as_deref(), Some("host-unknown"));
+    drop(r);
+    // Dialback claiming b.test with a made-up key: A asks b.test's server, which says no.
+    let (mut r, _id) = RawS2s::open(a_port, "b.test", "a.test").await;
+    r.send("<db:result from='b.test' to='a.test'>0123456789abcdef</db:result>")
+        .await;
+    let verdict = loop {
+        match r.event().await {
+            Some(StreamEvent::Stanza(e)) if e.name() == "result" => break e,
+            Some(_) => continue,
+            None => panic!("closed before the verdict"),
+        }
+    };
+    assert_eq!(verdict.attr("type"), Some("invalid"));
+    // Stanzas claiming an unproven domain end the stream with invalid-from.
+    r.send("<message xmlns='jabber:server' from='mallory@b.test' to='alice@a.test'><body>spoof</body></message>").await;
+    assert_eq!(r.stream_error().await.as_deref(), Some("invalid-from"));
+
+    // Real traffic between the two servers is unaffected.
+    let mut alice = a.login("alice", "pw123456").await;
+    let mut bob = b.login("bob", "pw123456").await;
+    bob.send("<message to='alice@a.test' type='chat'><body>still here</body></message>")
+        .await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("still here")
+    );
+    alice.expect_silence().await;
+}
+
+async fn component_server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.listen.component = vec!["127.0.0.1:0".into()];
+        c.components = vec![ComponentConfig {
+            domain: "bot.localhost".into(),
+            secret: "s3cret".into(),
+        }];
+    })
+    .await
+}
+
+/// Connects as component `domain` with `secret`; returns the stream and whether it was accepted.
+async fn component(port: u16, domain: &str, secret: &str) -> (common::Raw, bool) {
+    let mut raw = common::Raw::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    raw.send(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>").as_bytes()).await;
+    let id = match raw.event().await {
+        Some(StreamEvent::Header(h)) => h.attr("id").unwrap().to_string(),
+        other => panic!("expected a header, got {other:?}"),
+    };
+    let digest: String = Sha1::digest(format!("{id}{secret}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    raw.send(format!("<handshake>{digest}</handshake>").as_bytes())
+        .await;
+    match raw.event().await {
+        Some(StreamEvent::Stanza(h)) if h.name() == "handshake" => (raw, true),
+        _ => (raw, false),
+    }
+}
+
+#[tokio::test]
+async fn components_handshake_receive_answer_and_cannot_spoof() {
+    let s = component_server().await;
+    s.add_user("alice", "pw123456").await;
+    let port = s.running.as_ref().unwrap().component[0].port();
+    // Wrong secret: refused.
+    let (mut bad, ok) = component(port, "bot.localhost", "guess").await;
+    assert!(!ok);
+    drop(bad.stream_error().await);
+
+    let (mut bot, ok) = component(port, "bot.localhost", "s3cret").await;
+    assert!(ok);
+    let mut alice = s.login("alice", "pw123456").await;
+    alice
+        .send("<message to='echo@bot.localhost' id='q1'><body>ping?</body></message>")
+        .await;
+    let m = loop {
+        match bot.event().await {
+            Some(StreamEvent::Stanza(m)) if m.name() == "message" => break m,
+            Some(_) => continue,
+            None => panic!("component stream closed"),
+        }
+    };
+    assert_eq!(m.ns(), "jabber:component:accept");
+    assert_eq!(
+        m.child_text("body", "jabber:component:accept").as_deref(),
+        Some("ping?")
+    );
+    let from = m.attr("from").unwrap().to_string();
+    bot.send(
+        format!("<message from='echo@bot.localhost' to='{from}'><body>pong</body></message>")
+            .as_bytes(),
+    )
+    .await;
+    let r = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(r.attr("from"), Some("echo@bot.localhost"));
+    assert_eq!(r.child_text("body", ns::CLIENT).as_deref(), Some("pong"));
+    // A stanza claiming someone else's address ends the component's stream.
+    bot.send(b"<message from='alice@localhost' to='alice@localhost'><body>spoof</body></message>")
+        .await;
+    assert_eq!(bot.stream_error().await.as_deref(), Some("invalid-from"));
+    alice.expect_silence().await;
+    // While it is gone, its domain answers service-unavailable; it may reconnect.
+    alice
+        .send("<message to='echo@bot.localhost' id='q2'><body>there?</body></message>")
+        .await;
+    let e = alice.recv_until(|e| e.attr("id") == Some("q2")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+    let (_bot, ok) = component(port, "bot.localhost", "s3cret").await;
+    assert!(ok, "the component reconnects");
+}
