@@ -148,6 +148,8 @@ class RookeryServer:
                 "max_depth": 32,
             },
             "registration": {"allow": False},
+            # The SOCKS5 proxy on a port of its own choosing (discovered by clients).
+            "modules": {"proxy65": {"listen": "127.0.0.1:0"}},
         }
         self.config = deep_merge(base, overrides or {})
         self.config_path.write_text(to_toml(self.config))

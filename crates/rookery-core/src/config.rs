@@ -3,6 +3,11 @@
 use serde::Deserialize;
 use std::path::PathBuf;
 
+mod transfer;
+pub use transfer::{
+    ExtdiscoOptions, ExternalService, Proxy65Options, ServiceSecret, UploadOptions,
+};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -240,6 +245,9 @@ pub struct ModulesConfig {
     pub disco: DiscoOptions,
     pub muc: MucOptions,
     pub mam: MamOptions,
+    pub upload: UploadOptions,
+    pub proxy65: Proxy65Options,
+    pub extdisco: ExtdiscoOptions,
     pub pubsub: PubSubOptions,
 }
 

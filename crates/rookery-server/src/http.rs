@@ -115,7 +115,12 @@ pub fn web_root(server: &Server) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("web/dist"))
 }
 
-pub fn router(server: Arc<Server>, tls: bool, bosh: Arc<bosh::Sessions>) -> Router {
+pub fn router(
+    server: Arc<Server>,
+    local: SocketAddr,
+    tls: bool,
+    bosh: Arc<bosh::Sessions>,
+) -> Router {
     let state = AppState {
         server: server.clone(),
         bosh,
@@ -134,7 +139,7 @@ pub fn router(server: Arc<Server>, tls: bool, bosh: Arc<bosh::Sessions>) -> Rout
             .allow_headers([header::CONTENT_TYPE])
     };
     let body_limit = server.config.limits.max_stanza_bytes + 4096;
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/xmpp-websocket", get(ws))
         .route("/http-bind", get(bosh_info).post(bosh_post))
         .route("/.well-known/host-meta", get(host_meta))
@@ -142,6 +147,10 @@ pub fn router(server: Arc<Server>, tls: bool, bosh: Arc<bosh::Sessions>) -> Rout
         .layer(cors)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
+    // Modules' routes keep their own limits and CORS rules.
+    for m in &server.modules.http {
+        api = api.merge(m.routes(server.clone(), local, tls));
+    }
     let root = web_root(&server);
     let index = root.join("index.html");
     if index.exists() {
@@ -245,7 +254,10 @@ async fn host_meta_json(State(st): State<AppState>, headers: HeaderMap) -> impl 
 
 pub async fn serve(server: Arc<Server>, listener: TcpListener, bosh: Arc<bosh::Sessions>) {
     let shutdown = server.shutdown.clone();
-    let app = router(server, false, bosh);
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    let app = router(server, local, false, bosh);
     let r = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
@@ -257,7 +269,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, bosh: Arc<bosh::S
 /// HTTPS (and WSS): the same routes behind TLS with the hosts' certificates.
 pub async fn serve_tls(server: Arc<Server>, listener: TlsListener, bosh: Arc<bosh::Sessions>) {
     let shutdown = server.shutdown.clone();
-    let app = router(server, true, bosh);
+    let app = router(server, listener.local, true, bosh);
     let r = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

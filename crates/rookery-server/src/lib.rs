@@ -175,6 +175,9 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
             }
         });
     }
+    for l in &server.modules.listeners {
+        listeners.spawn(l.bind(server.clone()).await?);
+    }
     let mut c2s = Vec::new();
     let mut direct = Vec::new();
     let mut http_addrs = Vec::new();

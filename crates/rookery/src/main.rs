@@ -378,10 +378,16 @@ async fn check(config: Config) -> anyhow::Result<()> {
     println!("storage: {}", c.storage_url());
     println!("data dir: {}", c.data_dir.display());
     let mut problems = 0;
+    let proxy65 = if c.module_enabled("proxy65") {
+        vec![c.modules.proxy65.listen.clone()]
+    } else {
+        vec![]
+    };
     for (what, addrs) in [
         ("c2s (STARTTLS)", &c.listen.c2s),
         ("c2s (direct TLS)", &c.listen.c2s_direct_tls),
         ("http", &c.listen.http),
+        ("SOCKS5 proxy", &proxy65),
     ] {
         for a in addrs {
             match std::net::TcpListener::bind(a) {

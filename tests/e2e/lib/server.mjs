@@ -82,6 +82,9 @@ export class RookeryServer {
         `web_root = ${JSON.stringify(WEB_DIST)}`,
         '[registration]',
         `allow = ${this.registration}`,
+        // The SOCKS5 proxy on a port of its own choosing (tests run servers side by side).
+        '[modules.proxy65]',
+        'listen = "127.0.0.1:0"',
         '',
       ].join('\n'),
     );

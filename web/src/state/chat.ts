@@ -12,6 +12,8 @@ export interface ChatMessage {
   time: number;
   status: DeliveryStatus;
   error?: string;
+  /** The body is the URL of a shared file (XEP-0066). */
+  file?: boolean;
 }
 
 export interface Conversation {
@@ -33,15 +35,15 @@ export interface ChatState {
 export type ChatAction =
   | { type: 'open'; jid: string }
   | { type: 'close' }
-  | { type: 'incoming'; jid: string; id: string; body: string; time: number; seen: boolean }
-  | { type: 'outgoing'; jid: string; id: string; body: string; time: number }
+  | { type: 'incoming'; jid: string; id: string; body: string; time: number; seen: boolean; file?: boolean }
+  | { type: 'outgoing'; jid: string; id: string; body: string; time: number; file?: boolean }
   | { type: 'receipt'; jid: string; id: string }
   | { type: 'failed'; jid: string; id: string; error: string }
   | { type: 'chat-state'; jid: string; state: ChatStateName }
   | { type: 'seen'; jid: string }
   /** Messages from the archive (XEP-0313) or carbons (XEP-0280): merged, never counted unread. */
   /** `older`: a page from before every known message (goes first among equal times; stamps are in seconds). */
-  | { type: 'history'; jid: string; items: { id: string; dir: Direction; body: string; time: number }[]; older?: boolean }
+  | { type: 'history'; jid: string; items: HistoryItem[]; older?: boolean }
   /**
    * An archive page was fetched: `first` is its oldest id (RSM), `complete` means nothing is older;
    * `older` when it was asked for with <before>id</before> rather than as the newest page.
@@ -49,6 +51,15 @@ export type ChatAction =
   | { type: 'archive-page'; jid: string; first: string | null; complete: boolean; older: boolean }
   | { type: 'archive-loading'; jid: string }
   | { type: 'archive-failed'; jid: string };
+
+/** A message from the archive or a carbon copy. */
+export interface HistoryItem {
+  id: string;
+  dir: Direction;
+  body: string;
+  time: number;
+  file?: boolean;
+}
 
 export const emptyChats: ChatState = { conversations: {}, active: null };
 
@@ -82,6 +93,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
       const c = conv(state, action.jid);
       if (action.id && c.messages.some((m) => m.dir === 'in' && m.id === action.id)) return state;
       const msg: ChatMessage = { id: action.id, dir: 'in', body: action.body, time: action.time, status: 'delivered' };
+      if (action.file) msg.file = true;
       // Keep messages in time order: a delayed (offline) message may be older than the last one.
       const messages = c.messages.slice();
       let i = messages.length;
@@ -98,6 +110,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     case 'outgoing': {
       const c = conv(state, action.jid);
       const msg: ChatMessage = { id: action.id, dir: 'out', body: action.body, time: action.time, status: 'sent' };
+      if (action.file) msg.file = true;
       return put(state, { ...c, messages: [...c.messages, msg] });
     }
     case 'receipt':
@@ -118,7 +131,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
         );
       const added: ChatMessage[] = action.items
         .filter((m) => !known(m))
-        .map((m) => ({ id: m.id, dir: m.dir, body: m.body, time: m.time, status: 'delivered' }));
+        .map((m): ChatMessage => ({ id: m.id, dir: m.dir, body: m.body, time: m.time, status: 'delivered', ...(m.file ? { file: true } : {}) }));
       if (added.length === 0) return state;
       // A stable sort: equal times keep archive order, older pages before what is already shown.
       const messages = (action.older ? [...added, ...c.messages] : [...c.messages, ...added]).sort((a, b) => a.time - b.time);

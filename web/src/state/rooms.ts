@@ -30,6 +30,8 @@ export interface RoomMessage {
   history: boolean;
   /** A private message to us from this occupant (XEP-0045 §7.5), not seen by the room. */
   private?: boolean;
+  /** The body is the URL of a shared file (XEP-0066). */
+  file?: boolean;
   status: RoomMessageStatus;
   error?: string;
 }
@@ -103,6 +105,7 @@ export interface IncomingRoomMessage {
   /** Delayed (room history on join) or from the archive. */
   history: boolean;
   private?: boolean;
+  file?: boolean;
 }
 
 export type RoomAction =
@@ -114,7 +117,7 @@ export type RoomAction =
   | { type: 'join-error'; jid: string; condition: string; text: string }
   | { type: 'message'; jid: string; message: IncomingRoomMessage; seen: boolean }
   | { type: 'subject'; jid: string; subject: string; by: string }
-  | { type: 'outgoing'; jid: string; msgId: string; body: string; time: number }
+  | { type: 'outgoing'; jid: string; msgId: string; body: string; time: number; file?: boolean }
   | { type: 'send-failed'; jid: string; msgId: string; error: string }
   | { type: 'archive-loading'; jid: string }
   | { type: 'archive-page'; jid: string; items: IncomingRoomMessage[]; first: string | null; complete: boolean }
@@ -263,6 +266,7 @@ function merge(r: Room, items: IncomingRoomMessage[], older = false): { messages
       status: 'sent',
     };
     if (m.private) msg.private = true;
+    if (m.file) msg.file = true;
     added.push(msg);
     if (older) continue;
     if (messages === r.messages) messages = messages.slice();
@@ -358,7 +362,17 @@ export function roomsReducer(state: RoomsState, action: RoomAction): RoomsState 
         ...r,
         messages: [
           ...r.messages,
-          { stanzaId: '', msgId: action.msgId, nick: r.nick, body: action.body, time: action.time, mine: true, history: false, status: 'pending' },
+          {
+            stanzaId: '',
+            msgId: action.msgId,
+            nick: r.nick,
+            body: action.body,
+            time: action.time,
+            mine: true,
+            history: false,
+            status: 'pending',
+            ...(action.file ? { file: true } : {}),
+          },
         ],
       }));
     case 'send-failed':

@@ -223,6 +223,14 @@ export function appView(client: XmppClient, opts: { onSignedOut(reason: string, 
         const id = client.sendMessage(jid, body);
         store.chat({ type: 'outgoing', jid, id, body, time: Date.now() });
       }),
+    attach: (jid, file) =>
+      client.uploadFile(file).then(
+        (url) => {
+          const id = client.sendMessage(jid, url, true);
+          store.chat({ type: 'outgoing', jid, id, body: url, time: Date.now(), file: true });
+        },
+        (e) => notify(`Could not send ${file.name}: ${e instanceof Error ? e.message : e}`, true),
+      ),
     typing: (jid, state) => client.sendChatState(jid, state),
     back: () => {
       const jid = store.state.chats.active;
@@ -238,6 +246,14 @@ export function appView(client: XmppClient, opts: { onSignedOut(reason: string, 
         const id = client.sendGroupchat(jid, body);
         store.room({ type: 'outgoing', jid, msgId: id, body, time: Date.now() });
       }),
+    attach: (jid, file) =>
+      client.uploadFile(file).then(
+        (url) => {
+          const id = client.sendGroupchat(jid, url, true);
+          store.room({ type: 'outgoing', jid, msgId: id, body: url, time: Date.now(), file: true });
+        },
+        (e) => notify(`Could not send ${file.name}: ${e instanceof Error ? e.message : e}`, true),
+      ),
     leave: (jid) => guard(() => leaveRoom(jid)),
     rejoin: (jid, nick, password) => guard(() => joinRoom(jid, nick, password)),
     loadOlder: loadOlderRoom,
@@ -321,7 +337,7 @@ export function appView(client: XmppClient, opts: { onSignedOut(reason: string, 
         if (st.roster.contacts[e.jid]?.ask) notify(`${e.jid} declined your request.`, true);
         break;
       case 'message':
-        store.chat({ type: 'incoming', jid: e.jid, id: e.id, body: e.body, time: e.time, seen: st.chats.active === e.jid && visible() });
+        store.chat({ type: 'incoming', jid: e.jid, id: e.id, body: e.body, time: e.time, seen: st.chats.active === e.jid && visible(), file: e.file });
         break;
       case 'receipt':
         store.chat({ type: 'receipt', jid: e.jid, id: e.id });

@@ -4,9 +4,12 @@ import type { AppState } from '../store';
 import { formatTime, type ChatMessage } from '../state/chat';
 import { bestPresence, displayName, SHOW_LABELS } from '../state/roster';
 import { presenceDot } from './sidebar';
+import { attachControl, messageBody } from './attachment';
 
 export interface ConversationActions {
   send(jid: string, body: string): void;
+  /** Uploads a file and shares its URL (XEP-0363, XEP-0066); settles when done or failed. */
+  attach(jid: string, file: File): Promise<void>;
   typing(jid: string, state: 'composing' | 'paused' | 'active'): void;
   back(): void;
   /** Fetch the archive page before the oldest message shown. */
@@ -54,7 +57,7 @@ function messageItem(m: ChatMessage): HTMLElement {
   return h(
     'li',
     { class: 'message', 'data-dir': m.dir, 'data-status': m.status, 'data-id': m.id },
-    h('div', { class: 'bubble' }, h('p', { class: 'body' }, m.body)),
+    h('div', { class: 'bubble' }, messageBody(m.body, m.file)),
     h(
       'div',
       { class: 'meta' },
@@ -74,8 +77,8 @@ export function conversationView(actions: ConversationActions): ConversationView
   const list = h('ol', { id: 'messages', class: 'messages', 'aria-label': 'Messages', tabindex: 0 });
   const composer = h('textarea', { id: 'composer', rows: 1, placeholder: 'Write a message…', 'aria-label': 'Message', enterkeyhint: 'send' });
   const send = h('button', { type: 'submit', id: 'send', class: 'primary' }, 'Send');
-  // File upload and other composer tools slot in before the text field.
-  const form = h('form', { id: 'composer-form', class: 'composer' }, composer, send);
+  const attach = attachControl('attach', (file) => (active ? actions.attach(active, file) : Promise.resolve()));
+  const form = h('form', { id: 'composer-form', class: 'composer' }, ...attach.elements, composer, send);
   const empty = h('div', { id: 'no-chat', class: 'no-chat' }, h('p', {}, 'Choose a contact or a group chat to start.'));
   const pane = h(
     'section',
@@ -180,6 +183,7 @@ export function conversationView(actions: ConversationActions): ConversationView
         renderedLast = last;
       }
       send.disabled = s.link.state !== 'online';
+      attach.setEnabled(s.link.state === 'online');
     },
   };
 }

@@ -6,9 +6,12 @@ import { SHOW_LABELS } from '../state/roster';
 import { occupantBadges, roomName, sortedOccupants, type Occupant, type Room, type RoomMessage } from '../state/rooms';
 import { presenceDot } from './sidebar';
 import { olderItem } from './conversation';
+import { attachControl, messageBody } from './attachment';
 
 export interface RoomActions {
   send(room: string, body: string): void;
+  /** Uploads a file and shares its URL with the room; settles when done or failed. */
+  attach(room: string, file: File): Promise<void>;
   leave(room: string): void;
   /** Join again: after an error, with another nickname or a password. */
   rejoin(room: string, nick: string, password?: string): void;
@@ -52,7 +55,7 @@ function messageItem(m: RoomMessage, showSender: boolean): HTMLElement {
       'data-id': m.stanzaId || m.msgId,
     },
     m.mine || !showSender ? null : h('span', { class: 'sender', style: `--nick-hue: ${nickHue(m.nick)}` }, m.nick, m.private ? h('span', { class: 'private-mark' }, ' (private)') : null),
-    h('div', { class: 'bubble' }, h('p', { class: 'body' }, m.body)),
+    h('div', { class: 'bubble' }, messageBody(m.body, m.file)),
     h(
       'div',
       { class: 'meta' },
@@ -106,7 +109,8 @@ export function roomView(actions: RoomActions): RoomView {
 
   const composer = h('textarea', { id: 'room-composer', rows: 1, placeholder: 'Write to the room…', 'aria-label': 'Message to the room', enterkeyhint: 'send' });
   const send = h('button', { type: 'submit', id: 'room-send', class: 'primary' }, 'Send');
-  const form = h('form', { id: 'room-composer-form', class: 'composer' }, composer, send);
+  const attach = attachControl('room-attach', (file) => (active ? actions.attach(active, file) : Promise.resolve()));
+  const form = h('form', { id: 'room-composer-form', class: 'composer' }, ...attach.elements, composer, send);
 
   const pane = h(
     'section',
@@ -250,6 +254,7 @@ export function roomView(actions: RoomActions): RoomView {
       const joined = r.status === 'joined' && s.link.state === 'online';
       send.disabled = !joined;
       composer.disabled = !joined;
+      attach.setEnabled(joined);
       composer.placeholder = joined ? 'Write to the room…' : r.status === 'joining' ? 'Joining…' : 'You are not in this room';
 
       // The status area holds forms: rebuilt only when what it shows changes, so typing is not lost.

@@ -3,7 +3,7 @@ import { Strophe, $iq, $msg, $pres } from 'strophe.js';
 import { bareJid, resourceOf } from '../jid';
 import type { RosterItem, Show, Subscription } from '../state/roster';
 import { parseShow } from '../state/roster';
-import type { ChatStateName } from '../state/chat';
+import type { ChatStateName, HistoryItem } from '../state/chat';
 import { parseChatState } from '../state/chat';
 import type { IncomingRoomMessage, Invite } from '../state/rooms';
 import { sendErrorMessage } from '../state/rooms';
@@ -19,6 +19,7 @@ import {
   stanzaError,
   type MucPresence,
 } from './muc';
+import { NS_OOB, NS_UPLOAD, formatSize, isSharedFile, parseSlot, parseUploadService, type UploadService } from './upload';
 
 export const NS_ROSTER = 'jabber:iq:roster';
 export const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
@@ -91,11 +92,11 @@ export type ConnectionEvent =
   | { type: 'subscribe'; jid: string }
   | { type: 'subscribed'; jid: string }
   | { type: 'unsubscribed'; jid: string }
-  | { type: 'message'; jid: string; id: string; body: string; time: number }
+  | { type: 'message'; jid: string; id: string; body: string; time: number; file?: boolean }
   | { type: 'receipt'; jid: string; id: string }
   | { type: 'chat-state'; jid: string; state: ChatStateName }
   | { type: 'message-error'; jid: string; id: string; text: string }
-  | { type: 'history'; jid: string; items: { id: string; dir: 'in' | 'out'; body: string; time: number }[]; older?: boolean }
+  | { type: 'history'; jid: string; items: HistoryItem[]; older?: boolean }
   | { type: 'muc-presence'; presence: MucPresence }
   | { type: 'muc-message'; room: string; message: IncomingRoomMessage }
   | { type: 'muc-subject'; room: string; subject: string; by: string }
@@ -163,6 +164,7 @@ export class XmppClient {
   /** Rooms we joined or are joining (XEP-0045): our nickname in each, and whether the room accepted us. */
   private rooms = new Map<string, { nick: string; joined: boolean }>();
   private mucService: string | null = null;
+  private uploadService: Promise<UploadService | null> | null = null;
 
   constructor(private readonly opts: ClientOptions) {}
 
@@ -345,7 +347,7 @@ export class XmppClient {
   async loadHistory(jid: string, before = '', max = 50): Promise<ArchivePageInfo> {
     const conn = this.need();
     const me = bareJid(conn.jid);
-    const items: { id: string; dir: 'in' | 'out'; body: string; time: number }[] = [];
+    const items: HistoryItem[] = [];
     const page = await this.mamQuery(conn, { with: jid, before, max }, (result, fwd) => {
       const inner = Array.from(fwd.children).find((c) => c.localName === 'message');
       const delay = child(fwd, 'delay', NS_DELAY);
@@ -358,6 +360,7 @@ export class XmppClient {
           dir: out ? 'out' : 'in',
           body: body.textContent ?? '',
           time: Number.isFinite(stamp) ? stamp : Date.now(),
+          ...(isSharedFile(inner) ? { file: true } : {}),
         });
       }
     });
@@ -435,12 +438,63 @@ export class XmppClient {
     if (entry && this.online) this.conn!.send($pres({ to: `${room}/${entry.nick}`, type: 'unavailable' }));
   }
 
-  /** Sends a groupchat message; returns its id (the room reflects it back with the same id). */
-  sendGroupchat(room: string, body: string): string {
+  /**
+   * Sends a groupchat message; returns its id (the room reflects it back with the same id). `file`:
+   * the body is the URL of a shared file.
+   */
+  sendGroupchat(room: string, body: string, file = false): string {
     const conn = this.need();
     const id = conn.getUniqueId('muc');
-    conn.send($msg({ to: room, type: 'groupchat', id }).c('body').t(body).up().c('origin-id', { xmlns: NS_SID, id }));
+    const m = $msg({ to: room, type: 'groupchat', id }).c('body').t(body).up();
+    if (file) m.c('x', { xmlns: NS_OOB }).c('url').t(body).up().up();
+    conn.send(m.c('origin-id', { xmlns: NS_SID, id }));
     return id;
+  }
+
+  // --- file upload (XEP-0363) ---------------------------------------------
+
+  /** The server's upload service: the disco item with a store/file identity that speaks XEP-0363. */
+  discoverUploadService(): Promise<UploadService | null> {
+    if (this.uploadService) return this.uploadService;
+    const conn = this.need();
+    const domain = conn.domain ?? bareJid(conn.jid).split('@')[1];
+    const found = (async () => {
+      const res = await this.iq(conn, $iq({ type: 'get', to: domain }).c('query', { xmlns: NS_DISCO_ITEMS }), 5000);
+      const query = child(res, 'query', NS_DISCO_ITEMS);
+      const jids = query ? Array.from(query.children).map((c) => c.getAttribute('jid') ?? '').filter(Boolean) : [];
+      const infos = await Promise.all(
+        jids.map((j) =>
+          this.iq(conn, $iq({ type: 'get', to: j }).c('query', { xmlns: NS_DISCO_INFO }), 5000)
+            .then((info) => parseUploadService(j, info))
+            .catch(() => null),
+        ),
+      );
+      return infos.find((s) => s !== null) ?? null;
+    })();
+    // A failed discovery is tried again next time.
+    this.uploadService = found.catch(() => {
+      this.uploadService = null;
+      return null;
+    });
+    return this.uploadService;
+  }
+
+  /** Uploads a file through a slot of the upload service (XEP-0363); resolves with the URL to share. */
+  async uploadFile(file: File): Promise<string> {
+    const service = await this.discoverUploadService();
+    if (!service) throw new Error('This server offers no file upload');
+    if (service.maxSize !== null && file.size > service.maxSize) {
+      throw new Error(`${file.name} is too large: the limit is ${formatSize(service.maxSize)}`);
+    }
+    const type = file.type || 'application/octet-stream';
+    const res = await this.iq(
+      this.need(),
+      $iq({ type: 'get', to: service.jid }).c('request', { xmlns: NS_UPLOAD, filename: file.name, size: String(file.size), 'content-type': type }),
+    );
+    const slot = parseSlot(res);
+    const put = await fetch(slot.put, { method: 'PUT', body: file, headers: { ...slot.headers, 'Content-Type': type } });
+    if (!put.ok) throw new Error(`The upload of ${file.name} failed (HTTP ${put.status})`);
+    return slot.get;
   }
 
   /** Accepts the default configuration of a room we just created (an instant room, XEP-0045 §10.1.2). */
@@ -654,7 +708,17 @@ export class XmppClient {
         this.emit({
           type: 'muc-message',
           room: jid,
-          message: { stanzaId: '', msgId: id, nick: resourceOf(from), body: body.textContent ?? '', time: Date.now(), occupantId: '', history: false, private: true },
+          message: {
+            stanzaId: '',
+            msgId: id,
+            nick: resourceOf(from),
+            body: body.textContent ?? '',
+            time: Date.now(),
+            occupantId: '',
+            history: false,
+            private: true,
+            ...(isSharedFile(m) ? { file: true } : {}),
+          },
         });
       }
       return true;
@@ -671,7 +735,15 @@ export class XmppClient {
         this.emit({
           type: 'history',
           jid: peer,
-          items: [{ id: inner.getAttribute('id') ?? '', dir: sent ? 'out' : 'in', body: body.textContent ?? '', time: Date.now() }],
+          items: [
+            {
+              id: inner.getAttribute('id') ?? '',
+              dir: sent ? 'out' : 'in',
+              body: body.textContent ?? '',
+              time: Date.now(),
+              ...(isSharedFile(inner) ? { file: true } : {}),
+            },
+          ],
         });
       }
       return true;
@@ -694,6 +766,7 @@ export class XmppClient {
         id,
         body: body.textContent ?? '',
         time: Number.isFinite(stamp) ? stamp : Date.now(),
+        ...(isSharedFile(m) ? { file: true } : {}),
       });
       // XEP-0184: acknowledge when asked (and the message has an id to acknowledge).
       if (child(m, 'request', NS_RECEIPTS) && id && from) {
@@ -720,16 +793,16 @@ export class XmppClient {
     for (const [room, r] of this.rooms) if (r.joined) this.conn!.send(this.presenceStanza().attrs({ to: `${room}/${r.nick}` }));
   }
 
-  /** Sends a chat message asking for a delivery receipt; returns its id. */
-  sendMessage(to: string, body: string): string {
+  /**
+   * Sends a chat message asking for a delivery receipt; returns its id. `file`: the body is the
+   * URL of a shared file, also given as its XEP-0066 out-of-band URL.
+   */
+  sendMessage(to: string, body: string, file = false): string {
     const conn = this.need();
     const id = conn.getUniqueId('msg');
-    conn.send(
-      $msg({ to, type: 'chat', id })
-        .c('body').t(body).up()
-        .c('active', { xmlns: NS_CHATSTATES }).up()
-        .c('request', { xmlns: NS_RECEIPTS }),
-    );
+    const m = $msg({ to, type: 'chat', id }).c('body').t(body).up();
+    if (file) m.c('x', { xmlns: NS_OOB }).c('url').t(body).up().up();
+    conn.send(m.c('active', { xmlns: NS_CHATSTATES }).up().c('request', { xmlns: NS_RECEIPTS }));
     return id;
   }
 

@@ -2,6 +2,7 @@
 import { bareJid, parseJid, resourceOf } from '../jid';
 import { parseAffiliation, parseRole, type IncomingRoomMessage, type Invite, type OccupantInfo } from '../state/rooms';
 import { parseShow } from '../state/roster';
+import { isSharedFile } from './upload';
 
 export const NS_MUC = 'http://jabber.org/protocol/muc';
 export const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
@@ -153,6 +154,7 @@ export function parseGroupchat(m: XmlEl, now: number = Date.now()): Groupchat | 
       time: stamp ?? now,
       occupantId: childNs(m, 'occupant-id', NS_OCCUPANT_ID)?.getAttribute('id') ?? '',
       history: stamp !== null,
+      ...(isSharedFile(m) ? { file: true } : {}),
     },
   };
 }
@@ -171,6 +173,7 @@ export function parseRoomArchiveItem(result: XmlEl, forwarded: XmlEl, now: numbe
     time: delayStamp(forwarded) ?? delayStamp(inner) ?? now,
     occupantId: childNs(inner, 'occupant-id', NS_OCCUPANT_ID)?.getAttribute('id') ?? '',
     history: true,
+    ...(isSharedFile(inner) ? { file: true } : {}),
   };
 }
 

@@ -13,17 +13,20 @@ pub mod adhoc;
 pub mod blocking;
 pub mod carbons;
 pub mod disco;
+pub mod extdisco;
 pub mod last;
 pub mod mam;
 pub mod muc;
 pub mod ping;
 pub mod privacy;
 pub mod private;
+pub mod proxy65;
 pub mod pubsub;
 pub mod register;
 pub mod roster;
 pub mod rpc;
 pub mod time;
+pub mod upload;
 pub mod vcard;
 pub mod version;
 
@@ -111,6 +114,23 @@ pub trait Service: Send + Sync {
     /// Called once at start, e.g. to load persistent state.
     async fn start(&self, _server: &Server) {}
     async fn handle(&self, server: &Server, el: Element);
+}
+
+/// HTTP routes a module serves on every HTTP(S) listener (file upload).
+pub trait HttpRoutes: Send + Sync {
+    /// The routes for the listener bound at `local`; `tls`: it is an HTTPS listener.
+    fn routes(&self, server: Arc<Server>, local: std::net::SocketAddr, tls: bool) -> axum::Router;
+}
+
+/// A listener a module owns (the SOCKS5 proxy). It is bound with the server's own listeners,
+/// so an address in use fails the start like theirs.
+#[async_trait]
+pub trait ModuleListener: Send + Sync {
+    /// Binds, and returns the accept loop to run until shutdown.
+    async fn bind(
+        &self,
+        server: Arc<Server>,
+    ) -> anyhow::Result<futures_util::future::BoxFuture<'static, ()>>;
 }
 
 /// What a stanza hook decides.
@@ -214,6 +234,8 @@ pub struct Registry {
     pub services: HashMap<String, Arc<dyn Service>>,
     /// Disco nodes answered by a module rather than by `disco`.
     pub disco_nodes: HashMap<String, Arc<dyn IqHandler>>,
+    pub http: Vec<Arc<dyn HttpRoutes>>,
+    pub listeners: Vec<Arc<dyn ModuleListener>>,
 }
 
 impl Registry {
@@ -256,6 +278,14 @@ impl Registry {
 
     pub fn service(&mut self, domain: &str, s: Arc<dyn Service>) {
         self.services.insert(domain.to_string(), s);
+    }
+
+    pub fn http(&mut self, h: Arc<dyn HttpRoutes>) {
+        self.http.push(h);
+    }
+
+    pub fn listener(&mut self, l: Arc<dyn ModuleListener>) {
+        self.listeners.push(l);
     }
 
     pub fn find_iq(&self, payload: &Element, target: &Target) -> Option<Arc<dyn IqHandler>> {
@@ -314,6 +344,12 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         Arc::new(blocking::Blocking::new(privacy_store.clone())),
         Arc::new(privacy::Privacy::new(privacy_store)),
         Arc::new(muc::Muc::new(&config.hosts, config.modules.muc.clone())),
+        Arc::new(upload::Upload::new(config)),
+        Arc::new(proxy65::Proxy65::new(
+            &config.hosts,
+            config.modules.proxy65.clone(),
+        )),
+        Arc::new(extdisco::ExtDisco::new(config.modules.extdisco.clone())),
         Arc::new(pubsub::PubSubModule::new(
             &config.hosts,
             config.modules.pubsub.clone(),

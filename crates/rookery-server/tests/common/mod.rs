@@ -39,6 +39,7 @@ impl TestServer {
         config.listen.c2s_direct_tls = vec!["127.0.0.1:0".into()];
         config.listen.http = vec!["127.0.0.1:0".into()];
         config.listen.https = vec!["127.0.0.1:0".into()];
+        config.modules.proxy65.listen = "127.0.0.1:0".into();
         tweak(&mut config);
         let server = Server::with_storage(config, Arc::new(MemoryStorage::default())).unwrap();
         let running = rookery_server::start_with(server.clone()).await.unwrap();
@@ -69,6 +70,7 @@ impl TestServer {
         config.listen.c2s_direct_tls = vec!["127.0.0.1:0".into()];
         config.listen.http = vec!["127.0.0.1:0".into()];
         config.listen.https = vec!["127.0.0.1:0".into()];
+        config.modules.proxy65.listen = "127.0.0.1:0".into();
         let server = Server::new(config).await.unwrap();
         let running = rookery_server::start_with(server.clone()).await.unwrap();
         TestServer {
