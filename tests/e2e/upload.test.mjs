@@ -69,7 +69,9 @@ describe('file sharing against a live Rookery', { concurrency: false }, () => {
     await alice.locator('#composer').focus();
     await alice.keyboard.press('Shift+Tab');
     assert.equal(await alice.evaluate(() => document.activeElement?.id), 'attach');
-    const [chooser] = await Promise.all([alice.waitForEvent('filechooser'), alice.keyboard.press('Enter')]);
+    // locator.press waits until the button is attached and enabled (the view may re-render as
+    // presence and PEP updates arrive).
+    const [chooser] = await Promise.all([alice.waitForEvent('filechooser'), alice.locator('#attach').press('Enter')]);
     await chooser.setFiles({ name: 'sunset.png', mimeType: 'image/png', buffer: image });
 
     await imageLoaded(alice, '#messages li.message[data-dir="out"] .attachment-image img', 64);
