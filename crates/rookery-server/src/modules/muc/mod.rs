@@ -239,6 +239,7 @@ impl Service for Muc {
                 entry
             }
         };
+        let room_lock = room.clone();
         let mut room = room.lock().await;
         // XEP-0313 for rooms: occupants and members may read the archive.
         if el.name() == "iq" && nick.is_none() {
@@ -310,6 +311,18 @@ impl Service for Muc {
             }
             _ => vec![],
         };
+        if std::mem::take(&mut room.presence_waiting) && !room.flush_scheduled {
+            room.flush_scheduled = true;
+            // Deliver the latest of the presence updates that arrived too fast, once.
+            let (server, interval) = (server.arc(), room.presence_interval);
+            tokio::spawn(async move {
+                tokio::time::sleep(interval).await;
+                let out = room_lock.lock().await.flush_presence();
+                for o in out {
+                    crate::router::deliver(&server, o).await;
+                }
+            });
+        }
         self.save(server, &mut room).await;
         if room.destroyed {
             self.rooms.remove(&room_jid);

@@ -142,7 +142,14 @@ struct Occupant {
     sessions: Vec<(FullJid, Element)>,
     role: Role,
     id: String,
+    /// When this occupant's presence last went to the room, and whether a newer one waits.
+    last_broadcast: Option<std::time::Instant>,
+    deferred: bool,
 }
+
+/// Presence updates from one occupant reach the room at most this often; in between, the latest
+/// waits (a client flapping between away and available costs a big room one broadcast a second).
+pub const PRESENCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Room {
     pub jid: BareJid,
@@ -162,6 +169,12 @@ pub struct Room {
     pub destroyed: bool,
     /// The last groupchat message to go into the room's archive, for the adapter to store.
     pub to_archive: Option<Element>,
+    /// Some presence update waits: the adapter calls [`Room::flush_presence`] after
+    /// `presence_interval`.
+    pub presence_waiting: bool,
+    pub presence_interval: std::time::Duration,
+    /// A flush is already scheduled.
+    pub flush_scheduled: bool,
 }
 
 fn err(orig: &Element, e: StanzaError) -> Element {
@@ -203,6 +216,9 @@ impl Room {
             dirty: false,
             destroyed: false,
             to_archive: None,
+            presence_waiting: false,
+            presence_interval: PRESENCE_INTERVAL,
+            flush_scheduled: false,
         }
     }
 
@@ -424,8 +440,21 @@ impl Room {
                     .position(|(j, _)| j == from)
                     .unwrap();
                 self.occupants[i].sessions[s].1 = el.clone();
-                self.broadcast_presence(i, &mut out, &[], &[], &[]);
-                if el.has_child("x", MUC) {
+                let now = std::time::Instant::now();
+                let rejoin = el.has_child("x", MUC);
+                let o = &mut self.occupants[i];
+                let recent = o
+                    .last_broadcast
+                    .is_some_and(|t| now.duration_since(t) < self.presence_interval);
+                if recent && !rejoin {
+                    o.deferred = true;
+                    self.presence_waiting = true;
+                } else {
+                    o.last_broadcast = Some(now);
+                    o.deferred = false;
+                    self.broadcast_presence(i, &mut out, &[], &[], &[]);
+                }
+                if rejoin {
                     // A client that rejoins without leaving (after a reconnect) needs the room
                     // state again: history and subject.
                     self.send_history_and_subject(from, el, &mut out);
@@ -511,6 +540,8 @@ impl Room {
                     bare,
                     sessions: vec![(from.clone(), el.clone())],
                     id,
+                    last_broadcast: None,
+                    deferred: false,
                 });
                 self.occupants.len() - 1
             }
@@ -1752,6 +1783,22 @@ impl Room {
         q
     }
 
+    /// The presence updates that waited (see [`PRESENCE_INTERVAL`]), each occupant's latest.
+    pub fn flush_presence(&mut self) -> Vec<Element> {
+        self.presence_waiting = false;
+        self.flush_scheduled = false;
+        let mut out = Vec::new();
+        let now = std::time::Instant::now();
+        for i in 0..self.occupants.len() {
+            if self.occupants[i].deferred {
+                self.occupants[i].deferred = false;
+                self.occupants[i].last_broadcast = Some(now);
+                self.broadcast_presence(i, &mut out, &[], &[], &[]);
+            }
+        }
+        out
+    }
+
     /// XEP-0410: is `from` joined as `nick`?
     pub fn is_joined_as(&self, from: &FullJid, nick: &str) -> bool {
         self.find_session(from)
@@ -1954,6 +2001,38 @@ mod tests {
         assert!(r.presence(&full("z@h/c"), "Emm", &join("Emm"), false)[0]
             .attr("type")
             .is_none());
+    }
+
+    #[test]
+    fn rapid_presence_updates_are_coalesced() {
+        let mut r = new_room();
+        r.presence(&full("owner@h/a"), "Own", &join("Own"), true);
+        r.presence(&full("g@h/b"), "G", &join("G"), false);
+        let away = |show: &str| {
+            Element::parse(&format!(
+                "<presence xmlns='jabber:client' to='r@muc/G'><show>{show}</show></presence>"
+            ))
+            .unwrap()
+        };
+        // The first update goes out at once (to both occupants), the next ones wait.
+        assert_eq!(
+            r.presence(&full("g@h/b"), "G", &away("away"), false).len(),
+            2
+        );
+        assert!(r
+            .presence(&full("g@h/b"), "G", &away("xa"), false)
+            .is_empty());
+        assert!(r
+            .presence(&full("g@h/b"), "G", &away("dnd"), false)
+            .is_empty());
+        assert!(r.presence_waiting);
+        // The flush sends only the latest.
+        let out = r.flush_presence();
+        assert_eq!(out.len(), 2);
+        assert!(out
+            .iter()
+            .all(|p| p.child_text("show", ns::CLIENT).as_deref() == Some("dnd")));
+        assert!(r.flush_presence().is_empty());
     }
 
     #[test]
