@@ -1289,7 +1289,9 @@ impl Room {
                                         .with_attr("affiliation", "none")
                                         .with_attr("role", "none"),
                                 )
-                                .with_child(destroy.clone()),
+                                .with_child(destroy.clone())
+                                // Each copy is the recipient's own presence.
+                                .with_child(status(110)),
                         ),
                 );
             }
