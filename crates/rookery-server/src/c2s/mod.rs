@@ -76,7 +76,9 @@ impl TcpTransport {
         TcpTransport {
             io: Some(io),
             parser: StreamParser::new(limits),
-            rbuf: vec![0u8; 16 * 1024],
+            // Most stanzas are far smaller; a bigger one takes a few reads. Per connection, this
+            // buffer is a large share of an idle client's memory.
+            rbuf: vec![0u8; 4 * 1024],
             wbuf: String::with_capacity(4096),
             secure: false,
             bindings: ChannelBindings::default(),
