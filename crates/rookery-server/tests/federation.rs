@@ -104,6 +104,19 @@ async fn two_servers_federate_subscriptions_presence_messages_and_rooms() {
         Some("hello from b")
     );
 
+    // Stanzas larger than the pre-authentication limit cross once the domain is proven.
+    let big = "x".repeat(40 * 1024);
+    alice
+        .send(&format!(
+            "<message to='bob@b.test' type='chat'><body>{big}</body></message>"
+        ))
+        .await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).map(|b| b.len()),
+        Some(big.len())
+    );
+
     // An IQ to a remote user's full JID and its answer (ping is answered by bob's client: our
     // test client answers nothing, so ask the remote server itself).
     let pong = alice

@@ -110,6 +110,13 @@ impl Stream {
         let _ = self.send_raw(&e).await;
     }
 
+    /// Once a peer has proven a domain, its stanzas may be as large as clients' (the small
+    /// pre-authentication limit applied until then).
+    pub fn authenticated(&mut self, max_stanza_bytes: usize) {
+        self.limits.max_stanza_bytes = max_stanza_bytes;
+        self.parser.set_max_stanza_bytes(max_stanza_bytes);
+    }
+
     /// A fresh parser after a TLS upgrade (RFC 6120 §5.4.3.3).
     fn restart(&mut self) {
         self.parser = StreamParser::new(self.limits.clone());

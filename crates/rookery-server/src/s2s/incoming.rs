@@ -180,6 +180,7 @@ async fn dialback(
                 && outgoing::verify(server, &to, &from, id, &key).await;
             if valid {
                 proven.insert((from.clone(), to.clone()));
+                s.authenticated(server.config.limits.max_stanza_bytes);
                 tracing::info!(remote = %from, local = %to, "s2s domain verified by dialback");
             } else {
                 tracing::info!(remote = %from, local = %to, "s2s dialback key refused");
