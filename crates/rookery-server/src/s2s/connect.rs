@@ -268,19 +268,7 @@ pub async fn open(
     if addrs.is_empty() {
         return Err(format!("{remote}: no address"));
     }
-    let mut tcp = None;
-    let mut last = String::new();
-    for a in addrs {
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                tcp = Some(s);
-                break;
-            }
-            Ok(Err(e)) => last = format!("{a}: {e}"),
-            Err(_) => last = format!("{a}: timeout"),
-        }
-    }
-    let tcp = tcp.ok_or(last)?;
+    let tcp = connect_any(addrs, timeout).await?;
     let _ = tcp.set_nodelay(true);
     let mut s = Stream::new(Box::new(tcp), crate::c2s::limits(server, true));
     let negotiate = async {
@@ -304,6 +292,40 @@ pub async fn open(
     Ok((s, id, features))
 }
 
+/// Happy eyeballs (RFC 8305 §5): attempts start 250 ms apart, in order, without waiting for the
+/// earlier ones to fail; the first connection made wins and the others are dropped.
+async fn connect_any(
+    addrs: Vec<SocketAddr>,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, String> {
+    const STAGGER: Duration = Duration::from_millis(250);
+    let mut pending = addrs.into_iter().peekable();
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut last = String::from("no address");
+    loop {
+        if let Some(a) = pending.next() {
+            attempts.spawn(async move {
+                let r = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await;
+                (a, r)
+            });
+        }
+        if attempts.is_empty() {
+            return Err(last);
+        }
+        let more = pending.peek().is_some();
+        tokio::select! {
+            done = attempts.join_next() => match done {
+                Some(Ok((_, Ok(Ok(s))))) => return Ok(s),
+                Some(Ok((a, Ok(Err(e))))) => last = format!("{a}: {e}"),
+                Some(Ok((a, Err(_)))) => last = format!("{a}: timeout"),
+                _ => {}
+            },
+            // Nothing yet: start the next address alongside.
+            _ = tokio::time::sleep(STAGGER), if more => {}
+        }
+    }
+}
+
 async fn greet(s: &mut Stream, local: &str, remote: &str) -> Result<(String, Element), String> {
     s.header(local, remote, None)
         .await
@@ -322,5 +344,27 @@ async fn greet(s: &mut Stream, local: &str, remote: &str) -> Result<(String, Ele
                 .unwrap_or_default()
         )),
         _ => Err("no stream features".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn happy_eyeballs_takes_the_address_that_answers() {
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let t = Duration::from_secs(2);
+        let s = connect_any(vec![closed, open.local_addr().unwrap()], t)
+            .await
+            .unwrap();
+        assert_eq!(s.peer_addr().unwrap(), open.local_addr().unwrap());
+        let e = connect_any(vec![closed], t).await.unwrap_err();
+        assert!(e.starts_with(&closed.to_string()), "{e}");
+        assert_eq!(connect_any(vec![], t).await.unwrap_err(), "no address");
     }
 }
