@@ -11,34 +11,25 @@ use std::collections::VecDeque;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A port that was free a moment ago (both servers must know each other's before starting).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Two federating servers, `a.test` and `b.test`, each with `alice`/`bob` accounts.
+/// Two federating servers, `a.test` and `b.test`, each with `alice`/`bob` accounts. Their s2s
+/// listeners take ephemeral ports; each learns the other's address once both run.
 async fn pair() -> (TestServer, TestServer) {
-    let (pa, pb) = (free_port(), free_port());
-    let make = |me: &'static str, port: u16, other: &'static str, other_port: u16| {
+    let make = |me: &'static str| {
         move |c: &mut rookery_core::config::Config| {
             c.hosts = vec![me.into()];
             c.s2s.enabled = true;
-            c.listen.s2s = vec![format!("127.0.0.1:{port}")];
-            c.s2s
-                .routes
-                .insert(other.into(), format!("127.0.0.1:{other_port}"));
-            c.s2s.routes.insert(
-                format!("conference.{other}"),
-                format!("127.0.0.1:{other_port}"),
-            );
+            c.listen.s2s = vec!["127.0.0.1:0".into()];
         }
     };
-    let a = TestServer::start_with(make("a.test", pa, "b.test", pb)).await;
-    let b = TestServer::start_with(make("b.test", pb, "a.test", pa)).await;
+    let a = TestServer::start_with(make("a.test")).await;
+    let b = TestServer::start_with(make("b.test")).await;
+    for (from, to, domain) in [(&a, &b, "b.test"), (&b, &a, "a.test")] {
+        let addr = to.running.as_ref().unwrap().s2s[0].to_string();
+        from.server.s2s.set_route(domain, &addr);
+        from.server
+            .s2s
+            .set_route(&format!("conference.{domain}"), &addr);
+    }
     a.add_user("alice", "pw123456").await;
     b.add_user("bob", "pw123456").await;
     (a, b)
@@ -166,9 +157,14 @@ async fn unreachable_domains_bounce() {
         c.s2s.enabled = true;
         c.listen.s2s = vec!["127.0.0.1:0".into()];
         c.s2s.connect_timeout_seconds = 2;
+        // A port nobody listens on: bound, then released.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         c.s2s
             .routes
-            .insert("nowhere.test".into(), format!("127.0.0.1:{}", free_port()));
+            .insert("nowhere.test".into(), closed.to_string());
     })
     .await;
     s.add_user("alice", "pw123456").await;

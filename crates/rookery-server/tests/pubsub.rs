@@ -838,26 +838,20 @@ async fn a_contact_coming_online_gets_the_last_items_it_wants() {
 
 /// Two federating servers, `a.test` (alice) and `b.test` (bob), mutual contacts.
 async fn federated_pair() -> (TestServer, TestServer) {
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (pa, pb) = (port(), port());
-    let make = |me: &'static str, port: u16, other: &'static str, other_port: u16| {
+    // Ephemeral s2s ports; each server learns the other's address once both run.
+    let make = |me: &'static str| {
         move |c: &mut rookery_core::config::Config| {
             c.hosts = vec![me.into()];
             c.s2s.enabled = true;
-            c.listen.s2s = vec![format!("127.0.0.1:{port}")];
-            c.s2s
-                .routes
-                .insert(other.into(), format!("127.0.0.1:{other_port}"));
+            c.listen.s2s = vec!["127.0.0.1:0".into()];
         }
     };
-    let a = TestServer::start_with(make("a.test", pa, "b.test", pb)).await;
-    let b = TestServer::start_with(make("b.test", pb, "a.test", pa)).await;
+    let a = TestServer::start_with(make("a.test")).await;
+    let b = TestServer::start_with(make("b.test")).await;
+    for (from, to, domain) in [(&a, &b, "b.test"), (&b, &a, "a.test")] {
+        let addr = to.running.as_ref().unwrap().s2s[0].to_string();
+        from.server.s2s.set_route(domain, &addr);
+    }
     a.add_user("alice", "pw123456").await;
     b.add_user("bob", "pw123456").await;
     for (s, user, contact) in [

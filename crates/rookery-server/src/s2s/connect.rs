@@ -222,7 +222,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 
 /// Addresses to try for `remote`, best first.
 async fn resolve(server: &Server, remote: &str) -> Vec<SocketAddr> {
-    if let Some(route) = server.config.s2s.routes.get(remote) {
+    if let Some(route) = server.s2s.route_for(remote) {
         return tokio::net::lookup_host(route.as_str())
             .await
             .map(|a| a.collect())

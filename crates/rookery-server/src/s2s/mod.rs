@@ -26,6 +26,8 @@ const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
 pub struct Manager {
     out: DashMap<(String, String), mpsc::Sender<Element>>,
     secret: String,
+    /// Static routes: `s2s.routes` from the config, plus any set while running.
+    routes: DashMap<String, String>,
 }
 
 impl Manager {
@@ -48,7 +50,23 @@ impl Manager {
         Manager {
             out: DashMap::new(),
             secret,
+            routes: config
+                .s2s
+                .routes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
+    }
+
+    /// Where to connect for `domain` instead of asking DNS (`host:port`).
+    pub fn route_for(&self, domain: &str) -> Option<String> {
+        self.routes.get(domain).map(|r| r.clone())
+    }
+
+    /// Adds or replaces a static route while running (tests on ephemeral ports, operators).
+    pub fn set_route(&self, domain: &str, addr: &str) {
+        self.routes.insert(domain.to_string(), addr.to_string());
     }
 
     /// XEP-0185: HMAC-SHA256(hex(SHA256(secret)), receiving + ' ' + originating + ' ' + id).
@@ -158,6 +176,7 @@ mod tests {
         let m = Manager {
             out: DashMap::new(),
             secret: "s3cr3tf0rd14lb4ck".into(),
+            routes: DashMap::new(),
         };
         // XEP-0220 §2.1.1 example.
         assert_eq!(
