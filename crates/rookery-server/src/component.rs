@@ -2,14 +2,14 @@
 //! listener, prove the shared secret of their domain, and then send and receive the stanzas of
 //! that domain.
 
+use crate::s2s::connect::Stream;
 use crate::Server;
 use dashmap::DashMap;
 use rookery_core::stanza::StanzaError;
 use rookery_core::{Element, Jid};
-use rookery_xml::{StreamEvent, StreamParser};
+use rookery_xml::StreamEvent;
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -77,37 +77,6 @@ fn header(from: &str, id: &str) -> String {
     h
 }
 
-async fn stream_error<W: AsyncWrite + Unpin>(w: &mut W, condition: &str) -> std::io::Result<()> {
-    let e = format!(
-        "<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"
-    );
-    w.write_all(e.as_bytes()).await?;
-    w.flush().await
-}
-
-/// Reads until the parser has something, or the peer goes.
-async fn next_event<R: AsyncRead + Unpin>(
-    r: &mut R,
-    parser: &mut StreamParser,
-    queue: &mut std::collections::VecDeque<StreamEvent>,
-    buf: &mut [u8],
-) -> Result<StreamEvent, String> {
-    loop {
-        if let Some(ev) = queue.pop_front() {
-            return Ok(ev);
-        }
-        let n = r.read(buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Ok(StreamEvent::Close);
-        }
-        let mut out = Vec::new();
-        parser
-            .feed(&buf[..n], &mut out)
-            .map_err(|e| e.condition().to_string())?;
-        queue.extend(out);
-    }
-}
-
 /// The handshake digest: hex(SHA-1(stream id + secret)) (XEP-0114 §3).
 pub fn handshake_digest(id: &str, secret: &str) -> String {
     let d = Sha1::digest(format!("{id}{secret}").as_bytes());
@@ -115,28 +84,23 @@ pub fn handshake_digest(id: &str, secret: &str) -> String {
 }
 
 async fn serve(server: &Arc<Server>, conn: TcpStream) -> Result<(), String> {
-    let (mut rd, mut wr) = conn.into_split();
     // Before the handshake, the small pre-authentication stanza limit applies (as for c2s).
-    let mut parser = StreamParser::new(crate::c2s::limits(server, false));
-    let mut queue = std::collections::VecDeque::new();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut s = Stream::with_ns(Box::new(conn), crate::c2s::limits(server, false), NS);
     let id = format!("{:x}", rand::random::<u128>());
-    let domain = match next_event(&mut rd, &mut parser, &mut queue, &mut buf).await? {
+    let domain = match s.next().await? {
         StreamEvent::Header(h) => h.attr("to").unwrap_or_default().to_string(),
         _ => return Err("no stream header".into()),
     };
     let io = |e: std::io::Error| e.to_string();
-    wr.write_all(header(&domain, &id).as_bytes())
-        .await
-        .map_err(io)?;
+    s.send_raw(&header(&domain, &id)).await.map_err(io)?;
     let Some(cfg) = server.config.components.iter().find(|c| c.domain == domain) else {
-        stream_error(&mut wr, "host-unknown").await.map_err(io)?;
+        s.error("host-unknown", None).await;
         return Err(format!("unknown component domain {domain:?}"));
     };
-    let proof = match next_event(&mut rd, &mut parser, &mut queue, &mut buf).await? {
+    let proof = match s.next().await? {
         StreamEvent::Stanza(el) if el.is("handshake", NS) => el.text(),
         _ => {
-            stream_error(&mut wr, "not-authorized").await.map_err(io)?;
+            s.error("not-authorized", None).await;
             return Err("no handshake".into());
         }
     };
@@ -149,33 +113,20 @@ async fn serve(server: &Arc<Server>, conn: TcpStream) -> Result<(), String> {
             .fold(0u8, |acc, (a, b)| acc | (a.to_ascii_lowercase() ^ b))
             == 0;
     if !ok {
-        stream_error(&mut wr, "not-authorized").await.map_err(io)?;
+        s.error("not-authorized", None).await;
         return Err(format!("wrong secret for {domain}"));
     }
     let (tx, mut rx) = mpsc::channel::<Element>(QUEUE);
     let conn_id = server.next_id();
-    if let Some(old) = server
+    // A reconnecting component replaces its old connection.
+    server
         .components
         .routes
-        .insert(domain.clone(), (conn_id, tx))
-    {
-        // A reconnecting component replaces its old connection.
-        drop(old);
-    }
-    wr.write_all(b"<handshake/>").await.map_err(io)?;
-    parser.set_max_stanza_bytes(server.config.limits.max_stanza_bytes);
+        .insert(domain.clone(), (conn_id, tx));
+    s.send_raw("<handshake/>").await.map_err(io)?;
+    s.authenticated(server.config.limits.max_stanza_bytes);
     tracing::info!(%domain, "component connected");
-    let result = session(
-        server,
-        &domain,
-        &mut rd,
-        &mut wr,
-        &mut parser,
-        &mut queue,
-        &mut buf,
-        &mut rx,
-    )
-    .await;
+    let result = session(server, &domain, &mut s, &mut rx).await;
     server
         .components
         .routes
@@ -189,25 +140,19 @@ async fn serve(server: &Arc<Server>, conn: TcpStream) -> Result<(), String> {
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+async fn session(
     server: &Arc<Server>,
     domain: &str,
-    rd: &mut R,
-    wr: &mut W,
-    parser: &mut StreamParser,
-    queue: &mut std::collections::VecDeque<StreamEvent>,
-    buf: &mut [u8],
+    s: &mut Stream,
     rx: &mut mpsc::Receiver<Element>,
 ) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
-    let mut out = String::new();
     loop {
         tokio::select! {
-            ev = next_event(rd, parser, queue, buf) => match ev {
+            ev = s.next() => match ev {
                 Ok(StreamEvent::Stanza(mut el)) => {
                     if !matches!(el.name(), "message" | "presence" | "iq") || el.ns() != NS {
-                        stream_error(wr, "unsupported-stanza-type").await.map_err(io)?;
+                        s.error("unsupported-stanza-type", None).await;
                         return Err(format!("unexpected <{}/>", el.name()));
                     }
                     // Only its own domain's addresses may be claimed (RFC 6120 §4.9.3.9).
@@ -216,7 +161,7 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                         .and_then(|f| Jid::new(f).ok())
                         .is_some_and(|f| f.domain().as_str() == domain);
                     if !from_ok {
-                        stream_error(wr, "invalid-from").await.map_err(io)?;
+                        s.error("invalid-from", None).await;
                         return Err("stanza with a foreign from".into());
                     }
                     crate::s2s::renamespace(&mut el, NS, rookery_core::ns::CLIENT);
@@ -228,16 +173,15 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     crate::router::deliver(server, el).await;
                 }
                 Ok(StreamEvent::Close) => {
-                    let _ = wr.write_all(b"</stream:stream>").await;
+                    let _ = s.send_raw("</stream:stream>").await;
                     return Ok(());
                 }
                 Ok(StreamEvent::Header(_)) => {
-                    stream_error(wr, "not-well-formed").await.map_err(io)?;
+                    s.error("not-well-formed", None).await;
                     return Err("second stream header".into());
                 }
                 Err(condition) => {
-                    let c = if condition.starts_with(|c: char| c.is_ascii_lowercase()) { condition.clone() } else { "not-well-formed".into() };
-                    let _ = stream_error(wr, &c).await;
+                    s.error(&condition, None).await;
                     return Err(condition);
                 }
             },
@@ -245,13 +189,10 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 let Some(mut el) = el else { return Ok(()) };
                 tracing::debug!(%domain, stanza = %el, "to component");
                 crate::s2s::renamespace(&mut el, rookery_core::ns::CLIENT, NS);
-                out.clear();
-                el.write_to(&mut out, NS);
-                wr.write_all(out.as_bytes()).await.map_err(io)?;
-                wr.flush().await.map_err(io)?;
+                s.send(&el).await.map_err(io)?;
             },
             _ = server.shutdown.cancelled() => {
-                let _ = stream_error(wr, "system-shutdown").await;
+                s.error("system-shutdown", None).await;
                 return Ok(());
             }
         }

@@ -24,11 +24,18 @@ pub struct Stream {
     out: String,
     pub secure: bool,
     limits: Limits,
+    /// The stream's content namespace: `jabber:server`, or `jabber:component:accept`.
+    ns: &'static str,
 }
 
 impl Stream {
     pub fn new(io: Box<dyn Io>, limits: Limits) -> Stream {
+        Stream::with_ns(io, limits, SERVER_NS)
+    }
+
+    pub fn with_ns(io: Box<dyn Io>, limits: Limits, ns: &'static str) -> Stream {
         Stream {
+            ns,
             io: Some(io),
             parser: StreamParser::new(limits.clone()),
             queue: VecDeque::new(),
@@ -51,10 +58,15 @@ impl Stream {
             if let Some(ev) = self.queue.pop_front() {
                 return Ok(ev);
             }
-            let mut buf = std::mem::take(&mut self.buf);
-            let n = self.io().read(&mut buf).await;
-            self.buf = buf;
-            let n = n.map_err(|e| format!("read: {e}"))?;
+            // Cancel-safe (callers select! on it): nothing is taken out of `self` across the await.
+            let io = self
+                .io
+                .as_mut()
+                .expect("stream used after a failed TLS upgrade");
+            let n = io
+                .read(&mut self.buf)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
             if n == 0 {
                 return Ok(StreamEvent::Close);
             }
@@ -72,11 +84,11 @@ impl Stream {
         io.flush().await
     }
 
-    /// Writes an element as a child of a `jabber:server` stream.
+    /// Writes an element as a child of the stream.
     pub async fn send(&mut self, el: &Element) -> std::io::Result<()> {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        el.write_to(&mut out, SERVER_NS);
+        el.write_to(&mut out, self.ns);
         let r = self.send_raw(&out).await;
         self.out = out;
         r
@@ -99,6 +111,15 @@ impl Stream {
     }
 
     pub async fn error(&mut self, condition: &str, text: Option<&str>) {
+        // A read failure (not a stream condition) leaves nobody to tell anything precise.
+        let condition = if condition
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-')
+        {
+            condition
+        } else {
+            "undefined-condition"
+        };
         let mut e =
             format!("<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
         if let Some(t) = text {

@@ -3,7 +3,7 @@
 //! queued while it is set up and bounced when it cannot be; incoming connections prove each
 //! remote domain by dialback before their stanzas are accepted.
 
-mod connect;
+pub(crate) mod connect;
 mod incoming;
 mod outgoing;
 
