@@ -608,19 +608,14 @@ async fn run_connection(
                     }
                     if inactive && close.is_none() {
                         if batch.iter().all(can_wait) && waiting.len() < 1000 {
-                            // Only the latest presence of each sender matters.
-                            for el in batch {
-                                if el.name() == "presence" {
-                                    let from = el.attr("from").map(str::to_string);
-                                    waiting.retain(|w| !(w.name() == "presence" && w.attr("from").map(str::to_string) == from));
-                                }
-                                waiting.push(el);
-                            }
+                            waiting.append(&mut batch);
+                            waiting = latest_presence_only(std::mem::take(&mut waiting));
                             continue;
                         }
-                        // Something important: what waited goes first, in order.
+                        // Something important: what waited goes first, in order, with only the
+                        // latest presence of each sender.
                         waiting.append(&mut batch);
-                        batch = std::mem::take(&mut waiting);
+                        batch = latest_presence_only(std::mem::take(&mut waiting));
                     }
                     if sm.sending(&batch) {
                         batch.push(Element::new("r", sm::NS));
@@ -771,4 +766,16 @@ async fn handle_client_stanza(
     }
     router::route_from_client(server, handle, el).await;
     None
+}
+
+/// Drops every presence that a later presence from the same sender replaces (CSI, XEP-0352).
+fn latest_presence_only(stanzas: Vec<Element>) -> Vec<Element> {
+    let mut seen = std::collections::HashSet::new();
+    let mut keep: Vec<Element> = stanzas
+        .into_iter()
+        .rev()
+        .filter(|el| el.name() != "presence" || seen.insert(el.attr("from").map(str::to_string)))
+        .collect();
+    keep.reverse();
+    keep
 }
