@@ -1,5 +1,7 @@
 """Federation with a real Prosody (Debian package): a slixmpp user on each server adds the other
-and they chat, over STARTTLS with dialback (self-signed certificates on both sides).
+and they chat over STARTTLS, once with dialback (self-signed certificates on both sides) and once
+with SASL EXTERNAL (certificates from a test CA both trust, dialback refused by policy on both
+sides). Prosody offers bidirectional streams (XEP-0288), so one stream carries both directions.
 
 Prosody 0.12 has no static s2s routes, so it finds Rookery by DNS: the test maps the two test
 domains to 127.0.0.1 in /etc/hosts and Rookery's s2s listener takes port 5269 (the fallback port
@@ -7,6 +9,7 @@ when there is no SRV record). Rookery reaches Prosody through a static route. Wh
 not installed, /etc/hosts is not writable or 5269 is taken, the test is skipped with the reason.
 """
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -57,17 +60,48 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError("port %d never opened" % port)
 
 
-class Prosody:
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+class FederationCa:
+    """A certificate authority and the certificates it issues, made with the openssl CLI."""
+
     def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.key, self.crt = workdir / "ca.key", workdir / "ca.crt"
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=Federation test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout", str(self.key), "-out", str(self.crt))
+
+    def issue(self, domain: str) -> tuple[Path, Path]:
+        key, csr, crt = (self.dir / ("%s.%s" % (domain, ext)) for ext in ("key", "csr", "crt"))
+        ext = self.dir / ("%s.ext" % domain)
+        ext.write_text("subjectAltName=DNS:%s,DNS:*.%s\n"
+                       "extendedKeyUsage=serverAuth,clientAuth\n" % (domain, domain))
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % domain,
+                "-keyout", str(key), "-out", str(csr))
+        openssl("x509", "-req", "-in", str(csr), "-CA", str(self.crt), "-CAkey", str(self.key),
+                "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))
+        return key, crt
+
+
+class Prosody:
+    def __init__(self, workdir: Path, ca: FederationCa | None = None):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.c2s, self.s2s = free_ports(2)
-        key, crt = self.dir / "prosody.key", self.dir / "prosody.crt"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", "/CN=%s" % PROSODY_DOMAIN,
-                        "-addext", "subjectAltName=DNS:%s" % PROSODY_DOMAIN,
-                        "-keyout", str(key), "-out", str(crt)],
-                       check=True, capture_output=True)
+        if ca is None:
+            key, crt = self.dir / "prosody.key", self.dir / "prosody.crt"
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=%s" % PROSODY_DOMAIN,
+                    "-addext", "subjectAltName=DNS:%s" % PROSODY_DOMAIN,
+                    "-keyout", str(key), "-out", str(crt))
+            ssl_extra, secure = "", "false"
+        else:
+            key, crt = ca.issue(PROSODY_DOMAIN)
+            ssl_extra, secure = '; cafile = "%s"' % ca.crt, "true"
         (self.dir / "data").mkdir(exist_ok=True)
         self.config = self.dir / "prosody.cfg.lua"
         self.config.write_text("""
@@ -80,15 +114,15 @@ interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {c2s} }}
 s2s_ports = {{ {s2s} }}
 c2s_direct_tls_ports = {{ }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping" }}
-modules_disabled = {{ "s2s_bidi" }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "s2s_bidi" }}
 authentication = "internal_hashed"
 c2s_require_encryption = true
 s2s_require_encryption = true
-s2s_secure_auth = false
-ssl = {{ key = "{key}"; certificate = "{crt}" }}
+s2s_secure_auth = {secure}
+ssl = {{ key = "{key}"; certificate = "{crt}"{ssl_extra} }}
 VirtualHost "{domain}"
-""".format(dir=self.dir, c2s=self.c2s, s2s=self.s2s, key=key, crt=crt, domain=PROSODY_DOMAIN))
+""".format(dir=self.dir, c2s=self.c2s, s2s=self.s2s, key=key, crt=crt, domain=PROSODY_DOMAIN,
+           secure=secure, ssl_extra=ssl_extra))
         self.own()
         self.log = open(self.dir / "prosody.out", "wb")
         self.proc = None
@@ -162,7 +196,8 @@ async def expect(inbox: asyncio.Queue, pred, what: str, timeout: float = 20.0):
             return st
 
 
-async def test_rookery_and_prosody_users_subscribe_and_chat(server_factory, tmp_path):
+@pytest.mark.parametrize("auth", ["dialback", "sasl-external"])
+async def test_rookery_and_prosody_users_subscribe_and_chat(server_factory, tmp_path, auth):
     if not shutil.which("prosody") or not shutil.which("openssl"):
         pytest.skip("prosody (Debian package) is not installed; scripts/test installs it")
     why = ensure_hosts_entries()
@@ -174,12 +209,19 @@ async def test_rookery_and_prosody_users_subscribe_and_chat(server_factory, tmp_
     import tempfile
     workdir = Path(tempfile.mkdtemp(prefix="rookery-prosody-"))
     os.chmod(workdir, 0o755)
-    prosody = Prosody(workdir)
-    rookery = server_factory({
+    ca = FederationCa(workdir) if auth == "sasl-external" else None
+    prosody = Prosody(workdir, ca)
+    config = {
         "hosts": [ROOKERY_DOMAIN],
         "listen": {"s2s": ["127.0.0.1:5269"]},
         "s2s": {"enabled": True, "routes": {PROSODY_DOMAIN: "127.0.0.1:%d" % prosody.s2s}},
-    }, name="rookery")
+    }
+    if ca is not None:
+        key, crt = ca.issue(ROOKERY_DOMAIN)
+        config["tls"] = {"certificates": [{"host": ROOKERY_DOMAIN, "cert": str(crt),
+                                           "key": str(key)}]}
+        config["s2s"].update({"ca_file": str(ca.crt), "secure_auth": True})
+    rookery = server_factory(config, name="rookery")
     rookery.domain = ROOKERY_DOMAIN
     rookery.add_user("romeo", "romeo-password")
     prosody.ctl("register", "juliet", PROSODY_DOMAIN, "juliet-password")
@@ -210,6 +252,12 @@ async def test_rookery_and_prosody_users_subscribe_and_chat(server_factory, tmp_
                             mtype="chat")
         await romeo.expect(message(frm_bare="juliet@%s" % PROSODY_DOMAIN,
                                    body="Here, on the balcony"))
+
+        streams = [json.loads(line) for line in rookery.ctl("s2s").stdout.splitlines()]
+        print("s2s streams:", streams)
+        assert streams, "no s2s stream is listed"
+        assert {s["auth"] for s in streams} == {auth}, streams
+        assert all(s["remote"] == PROSODY_DOMAIN for s in streams), streams
     finally:
         if juliet is not None:
             juliet.disconnect()

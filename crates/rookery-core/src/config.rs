@@ -46,6 +46,29 @@ pub struct S2sConfig {
     pub connect_timeout_seconds: u64,
     /// Stanzas queued per remote domain while its connection is set up.
     pub max_queue: usize,
+    /// Trust anchors (PEM) for remote servers' certificates, besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Require every remote server to prove its domain with a certificate that verifies
+    /// (RFC 6125); dialback alone is then not enough (Prosody's `s2s_secure_auth`).
+    pub secure_auth: bool,
+    /// Remote domains that must present a valid certificate even when `secure_auth` is off.
+    pub secure_domains: Vec<String>,
+    /// Remote domains allowed to authenticate by dialback alone even when `secure_auth` is on.
+    pub insecure_domains: Vec<String>,
+    /// Bytes per second one incoming server stream may send on average (0: unlimited).
+    pub rate_bytes_per_second: u64,
+}
+
+impl S2sConfig {
+    /// Whether `domain` must authenticate with a certificate (no dialback-only peers).
+    pub fn requires_certificate(&self, domain: &str) -> bool {
+        let listed = |l: &[String]| l.iter().any(|d| d.eq_ignore_ascii_case(domain));
+        if self.secure_auth {
+            !listed(&self.insecure_domains)
+        } else {
+            listed(&self.secure_domains)
+        }
+    }
 }
 
 impl Default for S2sConfig {
@@ -57,6 +80,11 @@ impl Default for S2sConfig {
             idle_timeout_seconds: 600,
             connect_timeout_seconds: 10,
             max_queue: 1000,
+            ca_file: None,
+            secure_auth: false,
+            secure_domains: Vec::new(),
+            insecure_domains: Vec::new(),
+            rate_bytes_per_second: 1_000_000,
         }
     }
 }
@@ -130,6 +158,8 @@ pub struct ListenConfig {
     pub https: Vec<String>,
     /// Server-to-server connections, when `s2s.enabled`.
     pub s2s: Vec<String>,
+    /// Server-to-server connections with direct TLS (XEP-0368, `_xmpps-server._tcp`).
+    pub s2s_direct_tls: Vec<String>,
     /// External components (XEP-0114), when any are configured; local only by default.
     pub component: Vec<String>,
 }
@@ -142,6 +172,7 @@ impl Default for ListenConfig {
             http: vec!["127.0.0.1:5280".into()],
             https: Vec::new(),
             s2s: vec!["0.0.0.0:5269".into()],
+            s2s_direct_tls: Vec::new(),
             component: vec!["127.0.0.1:5347".into()],
         }
     }
@@ -487,6 +518,20 @@ fn set_path(table: &mut toml::Table, path: &[String], v: toml::Value) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s2s_certificate_policy_per_domain() {
+        let mut s2s = S2sConfig {
+            secure_domains: vec!["bank.example".into()],
+            insecure_domains: vec!["legacy.example".into()],
+            ..S2sConfig::default()
+        };
+        assert!(s2s.requires_certificate("BANK.example"));
+        assert!(!s2s.requires_certificate("other.example"));
+        s2s.secure_auth = true;
+        assert!(s2s.requires_certificate("other.example"));
+        assert!(!s2s.requires_certificate("legacy.example"));
+    }
 
     #[test]
     fn empty_config_is_the_default() {

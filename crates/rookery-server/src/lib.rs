@@ -10,6 +10,7 @@ pub mod forms;
 pub mod http;
 pub mod modules;
 pub mod presence;
+pub mod rate;
 pub mod router;
 pub mod s2s;
 pub mod scram;
@@ -69,7 +70,7 @@ impl Server {
                 m.register(&mut registry);
             }
         }
-        let s2s = s2s::Manager::new(&config);
+        let s2s = s2s::Manager::new(&config, &tls)?;
         Ok(Arc::new_cyclic(|this| Server {
             this: this.clone(),
             components: component::Registry::default(),
@@ -109,6 +110,7 @@ pub struct Running {
     pub http: Vec<SocketAddr>,
     pub https: Vec<SocketAddr>,
     pub s2s: Vec<SocketAddr>,
+    pub s2s_direct_tls: Vec<SocketAddr>,
     pub component: Vec<SocketAddr>,
     listeners: JoinSet<()>,
 }
@@ -215,6 +217,7 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
         listeners.spawn(http::serve_tls(server.clone(), tl, bosh.clone()));
     }
     let mut s2s_addrs = Vec::new();
+    let mut s2s_direct_addrs = Vec::new();
     if server.config.s2s.enabled {
         for a in &server.config.listen.s2s {
             let l = TcpListener::bind(a)
@@ -222,7 +225,15 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
                 .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
             s2s_addrs.push(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "s2s listening");
-            listeners.spawn(s2s::accept_loop(server.clone(), l));
+            listeners.spawn(s2s::accept_loop(server.clone(), l, false));
+        }
+        for a in &server.config.listen.s2s_direct_tls {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+            s2s_direct_addrs.push(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "s2s direct TLS listening");
+            listeners.spawn(s2s::accept_loop(server.clone(), l, true));
         }
     }
     let mut component_addrs = Vec::new();
@@ -243,6 +254,7 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
         http: http_addrs,
         https: https_addrs,
         s2s: s2s_addrs,
+        s2s_direct_tls: s2s_direct_addrs,
         component: component_addrs,
         listeners,
     })

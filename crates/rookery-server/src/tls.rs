@@ -95,6 +95,30 @@ impl Tls {
         })
     }
 
+    /// The certificate this server shows as `domain`: the host's own, or for a service domain
+    /// (`conference.<host>`) its host's, whose self-signed certificate also names `*.<host>`.
+    pub fn key_for(&self, domain: &str) -> Arc<CertifiedKey> {
+        let domain = domain.to_ascii_lowercase();
+        if let Some(k) = self.certs.by_host.get(&domain) {
+            return k.clone();
+        }
+        self.certs
+            .by_host
+            .iter()
+            .find(|(host, _)| {
+                domain
+                    .strip_suffix(host.as_str())
+                    .is_some_and(|p| p.ends_with('.'))
+            })
+            .map(|(_, k)| k.clone())
+            .unwrap_or_else(|| self.certs.default.clone())
+    }
+
+    /// The per-host certificate choice (SNI), for other listeners' TLS configurations.
+    pub fn resolver(&self) -> Arc<dyn ResolvesServerCert> {
+        self.certs.clone()
+    }
+
     /// Channel bindings of an established server connection.
     pub fn bindings(&self, conn: &rustls::ServerConnection) -> ChannelBindings {
         // tls-exporter is only sound where the handshake binds the master secret: TLS 1.3 here.

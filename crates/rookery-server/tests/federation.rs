@@ -4,7 +4,8 @@
 mod common;
 
 use common::{error_condition, read_event, TestServer};
-use rookery_core::config::ComponentConfig;
+use rookery_core::config::{CertificateConfig, ComponentConfig, Config};
+use rookery_server::s2s::{Auth, Direction, StreamInfo};
 use rookery_xml::{ns, Element, Limits, StreamEvent, StreamParser};
 use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
@@ -14,15 +15,28 @@ use tokio::net::TcpStream;
 /// Two federating servers, `a.test` and `b.test`, each with `alice`/`bob` accounts. Their s2s
 /// listeners take ephemeral ports; each learns the other's address once both run.
 async fn pair() -> (TestServer, TestServer) {
-    let make = |me: &'static str| {
-        move |c: &mut rookery_core::config::Config| {
-            c.hosts = vec![me.into()];
-            c.s2s.enabled = true;
-            c.listen.s2s = vec!["127.0.0.1:0".into()];
-        }
-    };
-    let a = TestServer::start_with(make("a.test")).await;
-    let b = TestServer::start_with(make("b.test")).await;
+    pair_with(|_| {}, |_| {}).await
+}
+
+async fn pair_with(
+    tweak_a: impl FnOnce(&mut Config),
+    tweak_b: impl FnOnce(&mut Config),
+) -> (TestServer, TestServer) {
+    fn base(c: &mut Config, me: &str) {
+        c.hosts = vec![me.into()];
+        c.s2s.enabled = true;
+        c.listen.s2s = vec!["127.0.0.1:0".into()];
+    }
+    let a = TestServer::start_with(|c| {
+        base(c, "a.test");
+        tweak_a(c)
+    })
+    .await;
+    let b = TestServer::start_with(|c| {
+        base(c, "b.test");
+        tweak_b(c)
+    })
+    .await;
     for (from, to, domain) in [(&a, &b, "b.test"), (&b, &a, "a.test")] {
         let addr = to.running.as_ref().unwrap().s2s[0].to_string();
         from.server.s2s.set_route(domain, &addr);
@@ -33,6 +47,171 @@ async fn pair() -> (TestServer, TestServer) {
     a.add_user("alice", "pw123456").await;
     b.add_user("bob", "pw123456").await;
     (a, b)
+}
+
+/// A certificate authority for the federation tests, with certificates for `a.test` and
+/// `b.test` (each also naming `*.<domain>`) in PEM files.
+struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "federation test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = p.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        let issuer = rcgen::Issuer::from_params(&p, &ca_key);
+        for domain in ["a.test", "b.test"] {
+            let leaf =
+                rcgen::CertificateParams::new(vec![domain.into(), format!("*.{domain}")]).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = leaf.signed_by(&key, &issuer).unwrap();
+            std::fs::write(dir.path().join(format!("{domain}.crt")), cert.pem()).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{domain}.key")),
+                key.serialize_pem(),
+            )
+            .unwrap();
+        }
+        TestCa { dir }
+    }
+
+    /// Serves `domain` with its CA-issued certificate and trusts the CA for peers.
+    fn apply(&self, c: &mut Config) {
+        let domain = c.hosts[0].clone();
+        c.tls.certificates = vec![CertificateConfig {
+            host: domain.clone(),
+            cert: self.dir.path().join(format!("{domain}.crt")),
+            key: self.dir.path().join(format!("{domain}.key")),
+        }];
+        c.s2s.ca_file = Some(self.dir.path().join("ca.pem"));
+    }
+}
+
+fn streams(s: &TestServer, direction: Direction) -> Vec<StreamInfo> {
+    let mut v: Vec<StreamInfo> = s
+        .server
+        .s2s
+        .streams()
+        .into_iter()
+        .filter(|i| i.direction == direction)
+        .collect();
+    v.sort_by(|a, b| (&a.local, &a.remote).cmp(&(&b.local, &b.remote)));
+    v
+}
+
+async fn chat_both_ways(alice: &mut common::Client, bob: &mut common::Client) {
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>ping</body></message>")
+        .await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("ping"));
+    bob.send("<message to='alice@a.test' type='chat'><body>pong</body></message>")
+        .await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("pong"));
+}
+
+#[tokio::test]
+async fn certificates_authenticate_by_sasl_external_over_one_bidirectional_stream() {
+    let ca = TestCa::new();
+    let secure = |c: &mut Config| {
+        ca.apply(c);
+        c.s2s.secure_auth = true;
+    };
+    let (a, b) = pair_with(secure, secure).await;
+    let mut alice = a.login("alice", "pw123456").await;
+    let mut bob = b.login("bob", "pw123456").await;
+    chat_both_ways(&mut alice, &mut bob).await;
+    let out = streams(&a, Direction::Out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        (out[0].remote.as_str(), out[0].auth),
+        ("b.test", Auth::SaslExternal)
+    );
+    assert!(out[0].bidi);
+    let incoming = streams(&b, Direction::In);
+    assert_eq!(incoming.len(), 1, "{incoming:?}");
+    assert_eq!(
+        (incoming[0].remote.as_str(), incoming[0].auth),
+        ("a.test", Auth::SaslExternal)
+    );
+    // Bob's answer went back over Alice's server's stream (XEP-0288): b opened none.
+    assert!(streams(&b, Direction::Out).is_empty());
+}
+
+#[tokio::test]
+async fn secure_auth_refuses_peers_without_a_valid_certificate() {
+    // b demands certificates; a has only its self-signed one.
+    let ca = TestCa::new();
+    let (a, b) = pair_with(
+        |_| {},
+        |c| {
+            ca.apply(c);
+            c.s2s.secure_auth = true;
+        },
+    )
+    .await;
+    let mut alice = a.login("alice", "pw123456").await;
+    let mut bob = b.login("bob", "pw123456").await;
+    alice
+        .send("<message to='bob@b.test' id='in'><body>?</body></message>")
+        .await;
+    let e = alice.recv_until(|e| e.attr("id") == Some("in")).await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+    bob.send("<message to='alice@a.test' id='out'><body>?</body></message>")
+        .await;
+    let e = bob.recv_until(|e| e.attr("id") == Some("out")).await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+    assert!(b.server.s2s.streams().is_empty());
+}
+
+#[tokio::test]
+async fn insecure_domains_may_still_use_dialback() {
+    let ca = TestCa::new();
+    let (a, b) = pair_with(
+        |_| {},
+        |c| {
+            ca.apply(c);
+            c.s2s.secure_auth = true;
+            c.s2s.insecure_domains = vec!["a.test".into()];
+        },
+    )
+    .await;
+    let mut alice = a.login("alice", "pw123456").await;
+    let mut bob = b.login("bob", "pw123456").await;
+    chat_both_ways(&mut alice, &mut bob).await;
+    let out = streams(&a, Direction::Out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].auth, Auth::Dialback);
+}
+
+#[tokio::test]
+async fn direct_tls_routes_reach_the_direct_tls_listener() {
+    let (a, b) = pair_with(
+        |_| {},
+        |c| c.listen.s2s_direct_tls = vec!["127.0.0.1:0".into()],
+    )
+    .await;
+    // Only the direct TLS port: the STARTTLS one would work too and prove nothing.
+    let direct = b.running.as_ref().unwrap().s2s_direct_tls[0];
+    a.server.s2s.set_route("b.test", &format!("tls://{direct}"));
+    let mut alice = a.login("alice", "pw123456").await;
+    let mut bob = b.login("bob", "pw123456").await;
+    chat_both_ways(&mut alice, &mut bob).await;
+    assert_eq!(streams(&a, Direction::Out).len(), 1);
+    assert!(streams(&b, Direction::Out).is_empty());
 }
 
 #[tokio::test]
@@ -149,6 +328,11 @@ async fn two_servers_federate_subscriptions_presence_messages_and_rooms() {
         .recv_until(|e| e.name() == "message" && e.attr("type") == Some("groupchat"))
         .await;
     assert_eq!(m.attr("from"), Some("room@conference.a.test/Bob"));
+    // The room's stanzas to Bob joined a.test's stream to b.test by dialback (multiplexing)
+    // rather than opening a second one.
+    let out = streams(&a, Direction::Out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].remote, "b.test");
 }
 
 #[tokio::test]
@@ -275,8 +459,18 @@ async fn s2s_refuses_wrong_keys_spoofed_domains_and_unknown_hosts() {
     let (r, _) = RawS2s::open(a_port, "b.test", "nope.test").await;
     assert_eq!(r.error.as_deref(), Some("host-unknown"));
     drop(r);
-    // Dialback claiming b.test with a made-up key: A asks b.test's server, which says no.
+    // SASL EXTERNAL without a certificate naming b.test (this peer shows none): refused, and
+    // the stream stays open for dialback.
     let (mut r, _id) = RawS2s::open(a_port, "b.test", "a.test").await;
+    r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .await;
+    match r.event().await {
+        Some(StreamEvent::Stanza(f)) if f.name() == "failure" => {
+            assert!(f.has_child("not-authorized", "urn:ietf:params:xml:ns:xmpp-sasl"), "{f}");
+        }
+        other => panic!("expected a SASL failure, got {other:?}"),
+    }
+    // Dialback claiming b.test with a made-up key: A asks b.test's server, which says no.
     r.send("<db:result from='b.test' to='a.test'>0123456789abcdef</db:result>")
         .await;
     let verdict = loop {

@@ -51,6 +51,9 @@ enum Command {
     },
     /// Counters of the running server.
     Stats,
+    /// Live server-to-server streams: direction, domains, how the peer was authenticated
+    /// (sasl-external or dialback) and whether the stream is bidirectional.
+    S2s,
     /// Call any administration method of the running server (as Jabber-RPC offers them);
     /// `rookery rpc system.listMethods` lists them.
     Rpc { method: String, params: Vec<String> },
@@ -174,6 +177,10 @@ fn main() -> anyhow::Result<()> {
             Command::Motd { action } => motd(config, action).await,
             Command::Stats => {
                 print_result(live(&config, "stats.get", serde_json::json!([])).await?);
+                Ok(())
+            }
+            Command::S2s => {
+                print_result(live(&config, "s2s.list", serde_json::json!([])).await?);
                 Ok(())
             }
             Command::Rpc { method, params } => {

@@ -14,7 +14,7 @@ use rookery_xml::{Element, Limits, StreamError, StreamEvent, StreamParser};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -65,10 +65,8 @@ pub struct TcpTransport {
     bindings: ChannelBindings,
     server: Arc<Server>,
     peer: IpAddr,
-    /// Token bucket for `limits.rate_bytes_per_second`.
-    rate: Option<(f64, Instant)>,
-    /// Bytes read beyond the rate, paid for by waiting before the next read.
-    debt: Duration,
+    /// `limits.rate_bytes_per_second`.
+    rate: Option<crate::rate::ByteRate>,
 }
 
 impl TcpTransport {
@@ -82,10 +80,9 @@ impl TcpTransport {
             wbuf: String::with_capacity(4096),
             secure: false,
             bindings: ChannelBindings::default(),
-            server,
             peer,
-            rate: None,
-            debt: Duration::ZERO,
+            rate: crate::rate::ByteRate::new(server.config.limits.rate_bytes_per_second),
+            server,
         }
     }
 
@@ -108,31 +105,15 @@ impl TcpTransport {
         self.wbuf.clear();
         r
     }
-
-    /// Accounts read bytes against the configured rate (a bucket holding one second's worth).
-    fn charge(&mut self, n: usize) {
-        let limit = self.server.config.limits.rate_bytes_per_second as f64;
-        if limit <= 0.0 {
-            return;
-        }
-        let (tokens, last) = self.rate.get_or_insert((limit, Instant::now()));
-        let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * limit).min(limit) - n as f64;
-        *last = now;
-        if *tokens < 0.0 {
-            self.debt = Duration::from_secs_f64(-*tokens / limit);
-        }
-    }
 }
 
 #[async_trait]
 impl Transport for TcpTransport {
     async fn read_events(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
         loop {
-            if !self.debt.is_zero() {
+            if let Some(rate) = &mut self.rate {
                 // Waiting before reading keeps this cancel-safe: nothing parsed is held.
-                tokio::time::sleep(self.debt).await;
-                self.debt = Duration::ZERO;
+                rate.pay().await;
             }
             let io = self
                 .io
@@ -145,7 +126,9 @@ impl Transport for TcpTransport {
             self.parser
                 .feed(&self.rbuf[..n], out)
                 .map_err(ReadError::Xml)?;
-            self.charge(n);
+            if let Some(rate) = &mut self.rate {
+                rate.charge(n);
+            }
             if !out.is_empty() {
                 return Ok(());
             }

@@ -172,6 +172,7 @@ pub const METHODS: &[(&str, &str)] = &[
     ("motd.set", "host, subject, body"),
     ("motd.delete", "host"),
     ("stats.get", ""),
+    ("s2s.list", ""),
 ];
 
 fn failed(e: AdminError) -> Fault {
@@ -228,6 +229,22 @@ pub async fn call(server: &Server, method: &str, params: &[Value]) -> Result<Val
                 .len() as i64,
         ),
         "sessions.list" => strings(admin::online_sessions(server, opt(0))),
+        "s2s.list" => Value::Array(
+            server
+                .s2s
+                .streams()
+                .into_iter()
+                .map(|i| {
+                    Value::Struct(vec![
+                        ("direction".into(), Value::Str(i.direction.as_str().into())),
+                        ("local".into(), Value::Str(i.local)),
+                        ("remote".into(), Value::Str(i.remote)),
+                        ("auth".into(), Value::Str(i.auth.as_str().into())),
+                        ("bidi".into(), Value::Bool(i.bidi)),
+                    ])
+                })
+                .collect(),
+        ),
         "sessions.count" => Value::Int(admin::online_sessions(server, opt(0)).len() as i64),
         "sessions.end" => Value::Int(
             admin::end_sessions(server, arg(0, "jid")?)

@@ -1,12 +1,13 @@
 //! One server-to-server XML stream (either direction), and opening one to a remote domain:
-//! static route or DNS SRV (`_xmpp-server._tcp`, RFC 6120 §3.2) with fallback to the domain on
-//! 5269, then STARTTLS.
+//! static route or DNS SRV (`_xmpps-server._tcp` for direct TLS, XEP-0368, and
+//! `_xmpp-server._tcp`, RFC 6120 §3.2) with fallback to the domain on 5269, then STARTTLS.
 
 use super::{DIALBACK_NS, SERVER_NS};
 use crate::c2s::Io;
 use crate::Server;
 use rookery_core::Element;
 use rookery_xml::{Limits, StreamEvent, StreamParser};
+use rustls_pki_types::CertificateDer;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ pub struct Stream {
     limits: Limits,
     /// The stream's content namespace: `jabber:server`, or `jabber:component:accept`.
     ns: &'static str,
+    /// The certificate chain the peer showed in the TLS handshake (empty without one).
+    pub peer_certs: Vec<CertificateDer<'static>>,
+    rate: Option<crate::rate::ByteRate>,
 }
 
 impl Stream {
@@ -43,7 +47,14 @@ impl Stream {
             out: String::with_capacity(1024),
             secure: false,
             limits,
+            peer_certs: Vec::new(),
+            rate: None,
         }
+    }
+
+    /// Limits the average rate the peer may send at.
+    pub fn limit_rate(&mut self, bytes_per_second: u64) {
+        self.rate = crate::rate::ByteRate::new(bytes_per_second);
     }
 
     fn io(&mut self) -> &mut Box<dyn Io> {
@@ -59,6 +70,9 @@ impl Stream {
                 return Ok(ev);
             }
             // Cancel-safe (callers select! on it): nothing is taken out of `self` across the await.
+            if let Some(rate) = &mut self.rate {
+                rate.pay().await;
+            }
             let io = self
                 .io
                 .as_mut()
@@ -69,6 +83,9 @@ impl Stream {
                 .map_err(|e| format!("read: {e}"))?;
             if n == 0 {
                 return Ok(StreamEvent::Close);
+            }
+            if let Some(rate) = &mut self.rate {
+                rate.charge(n);
             }
             let mut out = Vec::new();
             self.parser
@@ -138,34 +155,35 @@ impl Stream {
         self.parser.set_max_stanza_bytes(max_stanza_bytes);
     }
 
-    /// A fresh parser after a TLS upgrade (RFC 6120 §5.4.3.3).
-    fn restart(&mut self) {
+    /// A fresh parser after a TLS upgrade or SASL success (RFC 6120 §5.4.3.3, §6.4.6).
+    pub fn restart(&mut self) {
         self.parser = StreamParser::new(self.limits.clone());
         self.queue.clear();
     }
 
-    pub async fn accept_tls(&mut self, server: &Server) -> Result<(), String> {
+    pub async fn accept_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<(), String> {
         let io = self.io.take().expect("stream in use");
-        let tls = server
-            .tls
-            .starttls
-            .accept(io)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
+        let tls = acceptor.accept(io).await.map_err(|e| format!("TLS: {e}"))?;
+        self.peer_certs = owned_chain(tls.get_ref().1.peer_certificates());
         self.io = Some(Box::new(tls));
         self.secure = true;
         self.restart();
         Ok(())
     }
 
-    async fn connect_tls(&mut self, remote: &str) -> Result<(), String> {
+    async fn connect_tls(
+        &mut self,
+        remote: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<(), String> {
         let io = self.io.take().expect("stream in use");
         let name = rustls_pki_types::ServerName::try_from(remote.to_string())
             .map_err(|e| format!("{remote}: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(client_config())
+        let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, io)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
+        self.peer_certs = owned_chain(tls.get_ref().1.peer_certificates());
         self.io = Some(Box::new(tls));
         self.secure = true;
         self.restart();
@@ -173,128 +191,96 @@ impl Stream {
     }
 }
 
-/// Dialback authenticates the peer, so the certificate is not what is checked here (RFC 6125
-/// verification with SASL EXTERNAL is not offered yet); the connection is still encrypted.
-fn client_config() -> Arc<rustls::ClientConfig> {
-    use std::sync::OnceLock;
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            Arc::new(
-                rustls::ClientConfig::builder_with_provider(provider.clone())
-                    .with_safe_default_protocol_versions()
-                    .expect("ring supports the default versions")
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-                    .with_no_client_auth(),
-            )
-        })
-        .clone()
+fn owned_chain(certs: Option<&[CertificateDer<'_>]>) -> Vec<CertificateDer<'static>> {
+    certs
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect()
 }
 
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &[rustls_pki_types::CertificateDer<'_>],
-        _: &rustls_pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+/// One place to connect to, and whether it speaks TLS from the first byte (XEP-0368).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub direct_tls: bool,
 }
 
-/// Addresses to try for `remote`, best first.
-async fn resolve(server: &Server, remote: &str) -> Vec<SocketAddr> {
+/// Places to try for `remote`, best first.
+async fn resolve(server: &Server, remote: &str) -> Vec<Target> {
     if let Some(route) = server.s2s.route_for(remote) {
-        return tokio::net::lookup_host(route.as_str())
+        let (direct_tls, hostport) = match route.strip_prefix("tls://") {
+            Some(rest) => (true, rest),
+            None => (false, route.as_str()),
+        };
+        return tokio::net::lookup_host(hostport)
             .await
-            .map(|a| a.collect())
+            .map(|a| a.map(|addr| Target { addr, direct_tls }).collect())
             .unwrap_or_default();
     }
-    let mut targets: Vec<(u16, String, u16)> = vec![];
+    // (priority, direct TLS first at equal priority, host, port, direct TLS)
+    let mut targets: Vec<(u16, bool, String, u16)> = vec![];
     if let Ok(r) = hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()) {
-        if let Ok(lookup) = r.srv_lookup(format!("_xmpp-server._tcp.{remote}.")).await {
+        for (service, direct) in [("_xmpps-server._tcp", true), ("_xmpp-server._tcp", false)] {
+            let Ok(lookup) = r.srv_lookup(format!("{service}.{remote}.")).await else {
+                continue;
+            };
             for rec in lookup.answers() {
                 if let hickory_resolver::proto::rr::RData::SRV(srv) = &rec.data {
                     let target = srv.target.to_utf8();
                     let target = target.trim_end_matches('.');
                     // "." means the service is decidedly not available (RFC 2782).
                     if !target.is_empty() {
-                        targets.push((srv.priority, target.to_string(), srv.port));
+                        targets.push((srv.priority, direct, target.to_string(), srv.port));
                     }
                 }
             }
         }
     }
-    targets.sort_by_key(|t| t.0);
+    targets.sort_by_key(|t| (t.0, !t.1));
     if targets.is_empty() {
-        targets.push((0, remote.to_string(), 5269));
+        targets.push((0, false, remote.to_string(), 5269));
     }
-    let mut addrs = vec![];
-    for (_, host, port) in targets {
+    let mut out = vec![];
+    for (_, direct_tls, host, port) in targets {
         if let Ok(a) = tokio::net::lookup_host((host.as_str(), port)).await {
-            addrs.extend(a);
+            out.extend(a.map(|addr| Target { addr, direct_tls }));
         }
     }
-    addrs
+    out
 }
 
-/// A stream from `local` to `remote`, encrypted when the remote offers STARTTLS, with its id
-/// and features.
-pub async fn open(
-    server: &Server,
-    local: &str,
-    remote: &str,
-) -> Result<(Stream, String, Element), String> {
+/// A negotiated stream to a remote domain, before authentication.
+pub struct Opened {
+    pub stream: Stream,
+    /// The id of the remote's stream header (what dialback keys are made for).
+    pub id: String,
+    pub features: Element,
+    /// Whether the remote's certificate is valid for its domain (RFC 6125); `Err` says why not.
+    pub certificate: Result<(), String>,
+}
+
+/// A stream from `local` to `remote`, encrypted (STARTTLS or direct TLS), with the remote's
+/// stream id, features and certificate verdict.
+pub async fn open(server: &Server, local: &str, remote: &str) -> Result<Opened, String> {
     let timeout = Duration::from_secs(server.config.s2s.connect_timeout_seconds.max(1));
-    let addrs = resolve(server, remote).await;
-    if addrs.is_empty() {
+    let targets = resolve(server, remote).await;
+    if targets.is_empty() {
         return Err(format!("{remote}: no address"));
     }
-    let tcp = connect_any(addrs, timeout).await?;
+    let (tcp, target) = connect_any(targets, timeout).await?;
     let _ = tcp.set_nodelay(true);
     let mut s = Stream::new(Box::new(tcp), crate::c2s::limits(server, true));
+    let certs = &server.s2s.certs;
     let negotiate = async {
+        if target.direct_tls {
+            s.connect_tls(remote, certs.client(local, true)).await?;
+        }
         let (mut id, mut features) = greet(&mut s, local, remote).await?;
-        if features.has_child("starttls", TLS_NS) {
+        if !s.secure {
+            if !features.has_child("starttls", TLS_NS) {
+                return Err(format!("{remote} offers no TLS"));
+            }
             s.send(&Element::new("starttls", TLS_NS))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -302,7 +288,7 @@ pub async fn open(
                 StreamEvent::Stanza(p) if p.is("proceed", TLS_NS) => {}
                 _ => return Err("STARTTLS refused".to_string()),
             }
-            s.connect_tls(remote).await?;
+            s.connect_tls(remote, certs.client(local, false)).await?;
             (id, features) = greet(&mut s, local, remote).await?;
         }
         Ok::<_, String>((id, features))
@@ -310,24 +296,36 @@ pub async fn open(
     let (id, features) = tokio::time::timeout(timeout * 2, negotiate)
         .await
         .map_err(|_| format!("{remote}: negotiation timed out"))??;
-    Ok((s, id, features))
+    let certificate = certs.verify(&s.peer_certs, remote);
+    Ok(Opened {
+        stream: s,
+        id,
+        features,
+        certificate,
+    })
+}
+
+/// Re-sends the header after SASL success and reads the remote's new one and its features.
+pub async fn restart(s: &mut Stream, local: &str, remote: &str) -> Result<Element, String> {
+    s.restart();
+    greet(s, local, remote).await.map(|(_, f)| f)
 }
 
 /// Happy eyeballs (RFC 8305 §5): attempts start 250 ms apart, in order, without waiting for the
 /// earlier ones to fail; the first connection made wins and the others are dropped.
 async fn connect_any(
-    addrs: Vec<SocketAddr>,
+    targets: Vec<Target>,
     timeout: Duration,
-) -> Result<tokio::net::TcpStream, String> {
+) -> Result<(tokio::net::TcpStream, Target), String> {
     const STAGGER: Duration = Duration::from_millis(250);
-    let mut pending = addrs.into_iter().peekable();
+    let mut pending = targets.into_iter().peekable();
     let mut attempts = tokio::task::JoinSet::new();
     let mut last = String::from("no address");
     loop {
-        if let Some(a) = pending.next() {
+        if let Some(t) = pending.next() {
             attempts.spawn(async move {
-                let r = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await;
-                (a, r)
+                let r = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(t.addr)).await;
+                (t, r)
             });
         }
         if attempts.is_empty() {
@@ -336,9 +334,9 @@ async fn connect_any(
         let more = pending.peek().is_some();
         tokio::select! {
             done = attempts.join_next() => match done {
-                Some(Ok((_, Ok(Ok(s))))) => return Ok(s),
-                Some(Ok((a, Ok(Err(e))))) => last = format!("{a}: {e}"),
-                Some(Ok((a, Err(_)))) => last = format!("{a}: timeout"),
+                Some(Ok((t, Ok(Ok(s))))) => return Ok((s, t)),
+                Some(Ok((t, Ok(Err(e))))) => last = format!("{}: {e}", t.addr),
+                Some(Ok((t, Err(_)))) => last = format!("{}: timeout", t.addr),
                 _ => {}
             },
             // Nothing yet: start the next address alongside.
@@ -380,11 +378,15 @@ mod tests {
             l.local_addr().unwrap()
         };
         let t = Duration::from_secs(2);
-        let s = connect_any(vec![closed, open.local_addr().unwrap()], t)
+        let target = |addr| Target {
+            addr,
+            direct_tls: false,
+        };
+        let (s, _) = connect_any(vec![target(closed), target(open.local_addr().unwrap())], t)
             .await
             .unwrap();
         assert_eq!(s.peer_addr().unwrap(), open.local_addr().unwrap());
-        let e = connect_any(vec![closed], t).await.unwrap_err();
+        let e = connect_any(vec![target(closed)], t).await.unwrap_err();
         assert!(e.starts_with(&closed.to_string()), "{e}");
         assert_eq!(connect_any(vec![], t).await.unwrap_err(), "no address");
     }

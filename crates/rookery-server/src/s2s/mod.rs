@@ -1,8 +1,11 @@
-//! RFC 6120 server-to-server federation with XEP-0220 dialback (keys per XEP-0185): stanzas for
-//! other domains go out over one authenticated connection per (local domain, remote domain),
-//! queued while it is set up and bounced when it cannot be; incoming connections prove each
-//! remote domain by dialback before their stanzas are accepted.
+//! RFC 6120 server-to-server federation: peers prove their domains with certificates (SASL
+//! EXTERNAL, XEP-0178) or dialback (XEP-0220, keys per XEP-0185) as the `s2s_secure` policy
+//! allows. Stanzas for other domains go out over one stream per remote domain, which carries
+//! every local domain (dialback multiplexing) and, with peers offering XEP-0288, the peer's
+//! stanzas back; they are queued while it is set up and bounced when it cannot be. Incoming
+//! streams accept stanzas only for the domain pairs proven on them.
 
+pub(crate) mod certs;
 pub(crate) mod connect;
 mod incoming;
 mod outgoing;
@@ -21,17 +24,70 @@ pub use incoming::accept_loop;
 pub const SERVER_NS: &str = "jabber:server";
 pub const DIALBACK_NS: &str = "jabber:server:dialback";
 const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
+const STREAM_NS: &str = "http://etherx.jabber.org/streams";
 
-/// Outgoing connections and the dialback secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    SaslExternal,
+    Dialback,
+}
+
+impl Auth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Auth::SaslExternal => "sasl-external",
+            Auth::Dialback => "dialback",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// One live, authenticated server stream, for operators and tests.
+#[derive(Clone, Debug)]
+pub struct StreamInfo {
+    pub direction: Direction,
+    pub local: String,
+    pub remote: String,
+    pub auth: Auth,
+    pub bidi: bool,
+}
+
+/// Server streams, routes to them and the dialback secret.
 pub struct Manager {
+    /// Where stanzas from a local domain to a remote domain go: an outgoing stream's queue, or
+    /// an incoming bidirectional stream's. Several pairs may share one stream.
     out: DashMap<(String, String), mpsc::Sender<Element>>,
+    /// Outgoing streams per remote domain that more local domains may join by dialback.
+    mux: DashMap<String, mpsc::Sender<Element>>,
+    /// (local, remote) pairs a remote refused to add to a shared stream: they get their own.
+    no_mux: dashmap::DashSet<(String, String)>,
+    /// Live authenticated streams by connection id.
+    streams: DashMap<u64, StreamInfo>,
     secret: String,
     /// Static routes: `s2s.routes` from the config, plus any set while running.
     routes: DashMap<String, String>,
+    pub(crate) certs: certs::Certs,
 }
 
 impl Manager {
-    pub fn new(config: &rookery_core::config::Config) -> Manager {
+    pub fn new(
+        config: &rookery_core::config::Config,
+        tls: &crate::tls::Tls,
+    ) -> anyhow::Result<Manager> {
         let secret = config.s2s.dialback_secret.clone().unwrap_or_else(|| {
             // Kept in the data dir so keys stay valid across restarts and between the nodes
             // sharing it.
@@ -47,8 +103,11 @@ impl Manager {
                 }
             }
         });
-        Manager {
+        Ok(Manager {
             out: DashMap::new(),
+            mux: DashMap::new(),
+            no_mux: Default::default(),
+            streams: DashMap::new(),
             secret,
             routes: config
                 .s2s
@@ -56,6 +115,30 @@ impl Manager {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            certs: certs::Certs::new(config, tls)?,
+        })
+    }
+
+    /// The live authenticated server streams.
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        self.streams.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Drops the routes to `remote` whose stream has ended.
+    fn forget(&self, remote: &str) {
+        self.out.retain(|(_, r), tx| r != remote || !tx.is_closed());
+        self.mux.remove_if(remote, |_, tx| tx.is_closed());
+    }
+
+    /// Sends stanzas from `local` to `remote` over an incoming bidirectional stream, unless
+    /// another stream already carries that pair.
+    fn offer_route(&self, local: &str, remote: &str, tx: &mpsc::Sender<Element>) {
+        let mut e = self
+            .out
+            .entry((local.to_string(), remote.to_string()))
+            .or_insert_with(|| tx.clone());
+        if e.is_closed() {
+            *e = tx.clone();
         }
     }
 
@@ -69,13 +152,17 @@ impl Manager {
         self.routes.insert(domain.to_string(), addr.to_string());
     }
 
-    /// XEP-0185: HMAC-SHA256(hex(SHA256(secret)), receiving + ' ' + originating + ' ' + id).
     pub fn dialback_key(&self, receiving: &str, originating: &str, stream_id: &str) -> String {
-        let key = hex(&Sha256::digest(self.secret.as_bytes()));
-        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
-        mac.update(format!("{receiving} {originating} {stream_id}").as_bytes());
-        hex(&mac.finalize().into_bytes())
+        dialback_key(&self.secret, receiving, originating, stream_id)
     }
+}
+
+/// XEP-0185: HMAC-SHA256(hex(SHA256(secret)), receiving + ' ' + originating + ' ' + id).
+fn dialback_key(secret: &str, receiving: &str, originating: &str, stream_id: &str) -> String {
+    let key = hex(&Sha256::digest(secret.as_bytes()));
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(format!("{receiving} {originating} {stream_id}").as_bytes());
+    hex(&mac.finalize().into_bytes())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -118,7 +205,17 @@ pub fn route(server: &Arc<Server>, domain: &str, el: Element) {
     };
     tracing::debug!(%local, remote = %domain, stanza = %el, "s2s out");
     let key = (local, domain.to_string());
-    let existing = server.s2s.out.get(&key).map(|tx| tx.clone());
+    let m = &server.s2s;
+    let mut existing = m.out.get(&key).map(|tx| tx.clone());
+    if existing.as_ref().is_none_or(|tx| tx.is_closed()) && !m.no_mux.contains(&key) {
+        // Join the stream already open to that domain (it proves our domain by dialback).
+        if let Some(tx) = m.mux.get(domain).map(|tx| tx.clone()) {
+            if !tx.is_closed() {
+                m.out.insert(key.clone(), tx.clone());
+                existing = Some(tx);
+            }
+        }
+    }
     let el = match existing {
         None => el,
         Some(tx) => match tx.try_send(el) {
@@ -133,11 +230,11 @@ pub fn route(server: &Arc<Server>, domain: &str, el: Element) {
     };
     let (tx, rx) = mpsc::channel(server.config.s2s.max_queue.max(1));
     let _ = tx.try_send(el);
-    server.s2s.out.insert(key.clone(), tx);
+    m.out.insert(key.clone(), tx.clone());
     let server = server.clone();
     tokio::spawn(async move {
-        outgoing::run(&server, &key.0, &key.1, rx).await;
-        server.s2s.out.remove_if(&key, |_, tx| tx.is_closed());
+        outgoing::run(&server, &key.0, &key.1, tx, rx).await;
+        server.s2s.forget(&key.1);
     });
 }
 
@@ -173,14 +270,14 @@ mod tests {
 
     #[test]
     fn dialback_keys_follow_xep_0185() {
-        let m = Manager {
-            out: DashMap::new(),
-            secret: "s3cr3tf0rd14lb4ck".into(),
-            routes: DashMap::new(),
-        };
         // XEP-0220 §2.1.1 example.
         assert_eq!(
-            m.dialback_key("montague.example", "capulet.example", "D60000229F"),
+            dialback_key(
+                "s3cr3tf0rd14lb4ck",
+                "montague.example",
+                "capulet.example",
+                "D60000229F"
+            ),
             "b4835385f37fe2895af6c196b59097b16862406db80559900d96bf6fa7d23df3"
         );
     }

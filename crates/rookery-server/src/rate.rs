@@ -1,0 +1,58 @@
+//! Read-rate limits per connection: a token bucket in bytes holding one second's worth, paid
+//! for by waiting before the next read (so a fast sender is slowed, never cut off).
+
+use std::time::{Duration, Instant};
+
+pub struct ByteRate {
+    per_second: f64,
+    tokens: f64,
+    last: Instant,
+    /// Bytes read beyond the rate, as time to wait before reading again.
+    debt: Duration,
+}
+
+impl ByteRate {
+    /// None for an unlimited rate (0).
+    pub fn new(per_second: u64) -> Option<ByteRate> {
+        (per_second > 0).then(|| ByteRate {
+            per_second: per_second as f64,
+            tokens: per_second as f64,
+            last: Instant::now(),
+            debt: Duration::ZERO,
+        })
+    }
+
+    pub fn charge(&mut self, n: usize) {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.per_second) - n as f64;
+        self.last = now;
+        if self.tokens < 0.0 {
+            self.debt = Duration::from_secs_f64(-self.tokens / self.per_second);
+        }
+    }
+
+    /// Waits off the debt. Cancel-safe: the debt is only cleared once the wait is over.
+    pub async fn pay(&mut self) {
+        if !self.debt.is_zero() {
+            tokio::time::sleep(self.debt).await;
+            self.debt = Duration::ZERO;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_beyond_one_second_of_rate_owes_the_excess() {
+        let mut r = ByteRate::new(1000).unwrap();
+        r.charge(1000);
+        assert!(r.debt.is_zero());
+        r.charge(500);
+        let owed = r.debt.as_secs_f64();
+        assert!((0.45..=0.5).contains(&owed), "{owed}");
+        assert!(ByteRate::new(0).is_none());
+    }
+}
