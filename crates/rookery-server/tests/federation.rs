@@ -466,7 +466,10 @@ async fn s2s_refuses_wrong_keys_spoofed_domains_and_unknown_hosts() {
         .await;
     match r.event().await {
         Some(StreamEvent::Stanza(f)) if f.name() == "failure" => {
-            assert!(f.has_child("not-authorized", "urn:ietf:params:xml:ns:xmpp-sasl"), "{f}");
+            assert!(
+                f.has_child("not-authorized", "urn:ietf:params:xml:ns:xmpp-sasl"),
+                "{f}"
+            );
         }
         other => panic!("expected a SASL failure, got {other:?}"),
     }

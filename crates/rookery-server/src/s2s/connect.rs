@@ -237,17 +237,24 @@ async fn resolve(server: &Server, remote: &str) -> Vec<Target> {
             }
         }
     }
-    targets.sort_by_key(|t| (t.0, !t.1));
-    if targets.is_empty() {
-        targets.push((0, false, remote.to_string(), 5269));
-    }
     let mut out = vec![];
-    for (_, direct_tls, host, port) in targets {
+    for (direct_tls, host, port) in srv_order(targets, remote) {
         if let Ok(a) = tokio::net::lookup_host((host.as_str(), port)).await {
             out.extend(a.map(|addr| Target { addr, direct_tls }));
         }
     }
     out
+}
+
+/// SRV targets of both services (priority, direct TLS, host, port) in the order to try them:
+/// by priority, direct TLS first at equal priority (XEP-0368 §3); the domain itself on 5269 when
+/// there are none.
+fn srv_order(mut targets: Vec<(u16, bool, String, u16)>, remote: &str) -> Vec<(bool, String, u16)> {
+    targets.sort_by_key(|t| (t.0, !t.1));
+    if targets.is_empty() {
+        targets.push((0, false, remote.to_string(), 5269));
+    }
+    targets.into_iter().map(|(_, d, h, p)| (d, h, p)).collect()
 }
 
 /// A negotiated stream to a remote domain, before authentication.
@@ -369,6 +376,27 @@ async fn greet(s: &mut Stream, local: &str, remote: &str) -> Result<(String, Ele
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn srv_targets_by_priority_with_direct_tls_first() {
+        let t = |p, d, h: &str| (p, d, h.to_string(), 5269);
+        let order = srv_order(
+            vec![
+                t(20, false, "c"),
+                t(10, false, "b"),
+                t(10, true, "a"),
+                t(5, false, "z"),
+            ],
+            "example.org",
+        );
+        let hosts: Vec<&str> = order.iter().map(|(_, h, _)| h.as_str()).collect();
+        assert_eq!(hosts, ["z", "a", "b", "c"]);
+        assert!(order[1].0);
+        assert_eq!(
+            srv_order(vec![], "example.org"),
+            [(false, "example.org".to_string(), 5269)]
+        );
+    }
 
     #[tokio::test]
     async fn happy_eyeballs_takes_the_address_that_answers() {
