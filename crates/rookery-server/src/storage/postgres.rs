@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rookery_core::storage::*;
 use rookery_core::BareJid;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -46,6 +46,13 @@ impl PostgresStorage {
             opts.get_port(),
             opts.get_database().unwrap_or(opts.get_username())
         );
+        // The pool retries failed connections until its timeout and then reports only that:
+        // one plain connection first gives the real cause (refused, authentication, no database).
+        PgConnection::connect_with(&opts)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {target}"))?
+            .close()
+            .await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
