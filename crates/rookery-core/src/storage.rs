@@ -1,5 +1,6 @@
-//! Storage contracts by data shape (accounts, roster, offline queue, per-user key-value). Every
-//! backend (SQLite, PostgreSQL, memory) implements all of them; modules see only these traits.
+//! Storage contracts by data shape (accounts, roster, offline queue, per-user key-value, archive,
+//! pubsub) and the export surface that copies a backend. Every backend (SQLite, PostgreSQL,
+//! memory) implements all of them; modules see only these traits.
 
 use async_trait::async_trait;
 use jid::BareJid;
@@ -198,13 +199,47 @@ pub trait ArchiveStore: Send + Sync {
     async fn archive_clear(&self, owner: &str) -> StorageResult<()>;
 }
 
+/// Enumeration and restoration that copying a whole backend needs (`rookery migrate`): the
+/// per-user contracts above can read one owner's data but not list the owners.
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// Every account of every host, ordered.
+    async fn all_accounts(&self) -> StorageResult<Vec<String>>;
+    /// Users with roster items, a roster version or pending inbound requests, ordered.
+    async fn roster_owners(&self) -> StorageResult<Vec<String>>;
+    /// Replaces a user's roster items and sets its version as it was elsewhere, so clients'
+    /// cached versions (XEP-0237) stay meaningful.
+    async fn restore_roster(
+        &self,
+        user: &BareJid,
+        version: u64,
+        items: &[RosterItem],
+    ) -> StorageResult<()>;
+    /// Users with queued offline stanzas, ordered.
+    async fn offline_owners(&self) -> StorageResult<Vec<String>>;
+    /// A user's offline queue, oldest first, left in place.
+    async fn peek_offline(&self, user: &BareJid) -> StorageResult<Vec<String>>;
+    /// Names of the key-value stores holding at least one value, ordered.
+    async fn kv_stores(&self) -> StorageResult<Vec<String>>;
+    /// Owners of non-empty archives (users and rooms), ordered.
+    async fn archive_owners(&self) -> StorageResult<Vec<String>>;
+    /// Pubsub services with at least one node, ordered.
+    async fn pubsub_services(&self) -> StorageResult<Vec<String>>;
+}
+
 /// Everything a backend provides.
 pub trait Storage:
-    AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore + PubSubStore
+    AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore + PubSubStore + ExportStore
 {
 }
-impl<T: AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore + PubSubStore>
-    Storage for T
+impl<T> Storage for T where
+    T: AccountStore
+        + RosterStore
+        + OfflineStore
+        + KeyValueStore
+        + ArchiveStore
+        + PubSubStore
+        + ExportStore
 {
 }
 

@@ -1,4 +1,5 @@
-//! The `rookery` binary: `serve`, the admin CLI (`user`, `check`) and configuration loading.
+//! The `rookery` binary: `serve`, the admin CLI (`user`, `check`, `migrate`) and configuration
+//! loading.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -59,6 +60,16 @@ enum Command {
     Rpc { method: String, params: Vec<String> },
     /// Validate the configuration, certificates and ports, and print what would be served.
     Check,
+    /// Copy everything stored (accounts, rosters, offline queues, key-value stores, archives,
+    /// pubsub) from one storage backend into another, empty one. Stop the server first.
+    Migrate {
+        /// Source storage URL (sqlite://PATH, postgres://USER@HOST/DB, memory://).
+        #[arg(long)]
+        from: String,
+        /// Target storage URL; it must hold nothing yet.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +199,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Check => check(config).await,
+            Command::Migrate { from, to } => migrate(&from, &to).await,
         }
     })
 }
@@ -373,6 +385,26 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<()> {
             println!("enabled {user}");
         }
     }
+    Ok(())
+}
+
+async fn migrate(from: &str, to: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(from != to, "--from and --to name the same storage");
+    // Opening a SQLite path creates the file: a mistyped source would copy nothing, quietly.
+    if let Some(path) = from.strip_prefix("sqlite://") {
+        anyhow::ensure!(
+            std::path::Path::new(path).exists(),
+            "source database {path} does not exist"
+        );
+    }
+    let source = rookery_server::storage::open(from)
+        .await
+        .context("opening the source storage")?;
+    let target = rookery_server::storage::open(to)
+        .await
+        .context("opening the target storage")?;
+    let report = rookery_server::storage::copy(source.as_ref(), target.as_ref()).await?;
+    println!("copied {report}");
     Ok(())
 }
 

@@ -81,7 +81,12 @@ pub async fn run(s: &dyn Storage) {
     assert!(s.push_offline(&bob, "2", 2).await.unwrap());
     assert!(!s.push_offline(&bob, "3", 2).await.unwrap());
     assert_eq!(s.count_offline(&bob).await.unwrap(), 2);
+    assert_eq!(s.peek_offline(&bob).await.unwrap(), vec!["1", "2"]);
+    assert_eq!(s.offline_owners().await.unwrap(), vec!["bob@example.test"]);
+    assert!(s.push_offline(&alice, "x", usize::MAX).await.unwrap());
+    assert_eq!(s.take_offline(&alice).await.unwrap(), vec!["x"]);
     assert_eq!(s.take_offline(&bob).await.unwrap(), vec!["1", "2"]);
+    assert!(s.offline_owners().await.unwrap().is_empty());
     assert!(s.take_offline(&bob).await.unwrap().is_empty());
 
     // Key-value
@@ -195,6 +200,7 @@ pub async fn run(s: &dyn Storage) {
         ..Default::default()
     };
     assert!(s.archive_query("alice@example.test", &q).await.is_err());
+    archive_paging(s).await;
     assert_eq!(s.archive_expire(3_000_000).await.unwrap(), 2);
     let q = ArchiveQuery {
         max: 100,
@@ -217,6 +223,7 @@ pub async fn run(s: &dyn Storage) {
     );
 
     pubsub(s).await;
+    export(s).await;
 
     // Deleting an account removes its data
     s.kv_set(&bob, "private", "a:b", Some("x")).await.unwrap();
@@ -332,7 +339,173 @@ async fn pubsub(s: &dyn Storage) {
     let nodes = s.pubsub_load(svc).await.unwrap();
     assert!(nodes[1].items.is_empty() && nodes[1].affiliations.is_empty());
     assert!(nodes[1].subscriptions.is_empty());
+    for id in ["6", "7", "8"] {
+        s.pubsub_put_item(svc, "b", &item(id, 10), usize::MAX)
+            .await
+            .unwrap();
+    }
+    assert_eq!(ids(s.pubsub_load(svc).await.unwrap()), vec!["6", "7", "8"]);
+    s.pubsub_put_item(svc, "b", &item("9", 11), 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(s.pubsub_load(svc).await.unwrap()), vec!["9"]);
     s.pubsub_delete_service(svc).await.unwrap();
     assert!(s.pubsub_load(svc).await.unwrap().is_empty());
     assert_eq!(s.pubsub_load("other").await.unwrap().len(), 1);
+}
+
+/// RSM edges: pages backwards from an id, both bounds at once, an empty page that only counts,
+/// filters with paging (the count ignores the window), unknown `before` ids.
+async fn archive_paging(s: &dyn Storage) {
+    let owner = "alice@example.test";
+    let page = |q: ArchiveQuery| async move {
+        let p = s.archive_query(owner, &q).await.unwrap();
+        let ids: Vec<String> = p.items.iter().map(|m| m.id.clone()).collect();
+        (ids, p.complete, p.count)
+    };
+    let v = |ids: &[&str]| ids.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+    let q = ArchiveQuery {
+        max: 3,
+        before: Some("id8".into()),
+        ..Default::default()
+    };
+    assert_eq!(page(q).await, (v(&["id5", "id6", "id7"]), false, 10));
+    let q = ArchiveQuery {
+        max: 10,
+        after: Some("id3".into()),
+        before: Some("id7".into()),
+        ..Default::default()
+    };
+    assert_eq!(page(q).await, (v(&["id4", "id5", "id6"]), true, 10));
+    let q = ArchiveQuery {
+        max: 2,
+        after: Some("id3".into()),
+        before: Some("id7".into()),
+        ..Default::default()
+    };
+    assert_eq!(page(q).await, (v(&["id5", "id6"]), false, 10));
+    let q = ArchiveQuery {
+        max: 0,
+        ..Default::default()
+    };
+    assert_eq!(page(q).await, (vec![], false, 10));
+    let q = ArchiveQuery {
+        max: 2,
+        with: Some("odd@x".into()),
+        after: Some("id3".into()),
+        ..Default::default()
+    };
+    assert_eq!(page(q).await, (v(&["id5", "id7"]), false, 5));
+    let q = ArchiveQuery {
+        max: 2,
+        with: Some("odd@x".into()),
+        from_end: true,
+        ..Default::default()
+    };
+    assert_eq!(page(q).await, (v(&["id7", "id9"]), false, 5));
+    let q = ArchiveQuery {
+        max: 10,
+        ids: vec!["id2".into(), "id7".into(), "id9".into()],
+        after: Some("id2".into()),
+        ..Default::default()
+    };
+    assert_eq!(page(q).await, (v(&["id7", "id9"]), true, 3));
+    let q = ArchiveQuery {
+        max: 10,
+        start: Some(9_000_000),
+        ..Default::default()
+    };
+    assert_eq!(page(q).await, (v(&["id9", "id10"]), true, 2));
+    let q = ArchiveQuery {
+        max: 3,
+        before: Some("nope".into()),
+        ..Default::default()
+    };
+    assert!(s.archive_query(owner, &q).await.is_err());
+    let empty = s
+        .archive_query("nobody@example.test", &ArchiveQuery::default())
+        .await
+        .unwrap();
+    assert!(empty.items.is_empty() && empty.complete && empty.count == 0);
+}
+
+/// The export surface `rookery migrate` reads and writes through.
+async fn export(s: &dyn Storage) {
+    let carol = BareJid::new("carol@other.test").unwrap();
+    let alice = BareJid::new("alice@example.test").unwrap();
+    let creds = crate::scram::derive_with_salt("pw", vec![3; 16], 64);
+    assert!(s.create_account(&carol, &creds).await.unwrap());
+    assert_eq!(
+        s.all_accounts().await.unwrap(),
+        vec!["alice@example.test", "bob@example.test", "carol@other.test"]
+    );
+    // alice's roster is empty but has a version; carol only has a pending request.
+    s.put_pending_in(&carol, "dan@x", "<presence type='subscribe'/>")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.roster_owners().await.unwrap(),
+        vec!["alice@example.test", "carol@other.test"]
+    );
+    let items = vec![
+        RosterItem {
+            jid: "a@x".into(),
+            subscription: Subscription::Both,
+            groups: vec!["G".into()],
+            ..Default::default()
+        },
+        RosterItem {
+            jid: "b@x".into(),
+            name: Some("B".into()),
+            ask: true,
+            ..Default::default()
+        },
+    ];
+    s.restore_roster(&carol, 41, &items).await.unwrap();
+    assert_eq!(s.roster(&carol).await.unwrap(), (41, items.clone()));
+    assert_eq!(s.pending_in(&carol).await.unwrap().len(), 1);
+    s.restore_roster(&carol, 7, &items[1..]).await.unwrap();
+    assert_eq!(s.roster(&carol).await.unwrap(), (7, items[1..].to_vec()));
+    assert_eq!(s.put_roster_item(&carol, &items[0]).await.unwrap(), 8);
+
+    s.kv_set(&carol, "zeta", "k", Some("v")).await.unwrap();
+    s.kv_set(&alice, "alpha", "k", Some("v")).await.unwrap();
+    assert_eq!(s.kv_stores().await.unwrap(), vec!["alpha", "zeta"]);
+    s.kv_set(&alice, "alpha", "k", None).await.unwrap();
+    assert_eq!(s.kv_stores().await.unwrap(), vec!["zeta"]);
+
+    assert!(s.archive_owners().await.unwrap().is_empty());
+    let m = |id: &str| Archived {
+        id: id.to_string(),
+        timestamp: 5,
+        with: "w@x".into(),
+        stanza: "<message/>".into(),
+    };
+    s.archive_append(&[
+        ("room@conference.x".to_string(), m("r1")),
+        ("carol@other.test".to_string(), m("c1")),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.archive_owners().await.unwrap(),
+        vec!["carol@other.test", "room@conference.x"]
+    );
+    s.archive_clear("room@conference.x").await.unwrap();
+    assert_eq!(s.archive_owners().await.unwrap(), vec!["carol@other.test"]);
+
+    assert_eq!(s.pubsub_services().await.unwrap(), vec!["other"]);
+    s.pubsub_put_node("carol@other.test", "n", "{}")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.pubsub_services().await.unwrap(),
+        vec!["carol@other.test", "other"]
+    );
+
+    assert!(s.delete_account(&carol).await.unwrap());
+    assert!(s.archive_owners().await.unwrap().is_empty());
+    assert_eq!(s.pubsub_services().await.unwrap(), vec!["other"]);
+    assert!(s.kv_stores().await.unwrap().is_empty());
+    assert_eq!(s.roster_owners().await.unwrap(), vec!["alice@example.test"]);
 }

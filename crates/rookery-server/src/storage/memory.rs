@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rookery_core::storage::*;
 use rookery_core::BareJid;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 #[path = "memory_pubsub.rs"]
@@ -287,6 +287,80 @@ impl ArchiveStore for MemoryStorage {
     async fn archive_clear(&self, owner: &str) -> StorageResult<()> {
         self.inner.lock().unwrap().archive.remove(owner);
         Ok(())
+    }
+}
+
+/// Owners whose list is not empty (a taken queue or cleared archive may leave an empty one).
+fn non_empty_keys<V>(map: &HashMap<String, Vec<V>>) -> Vec<String> {
+    let mut keys: Vec<String> = map
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[async_trait]
+impl ExportStore for MemoryStorage {
+    async fn all_accounts(&self) -> StorageResult<Vec<String>> {
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .accounts
+            .keys()
+            .cloned()
+            .collect())
+    }
+
+    async fn roster_owners(&self) -> StorageResult<Vec<String>> {
+        let g = self.inner.lock().unwrap();
+        let with_pending = g.pending.iter().filter(|(_, p)| !p.is_empty());
+        let owners: BTreeSet<String> = g
+            .rosters
+            .keys()
+            .chain(with_pending.map(|(u, _)| u))
+            .cloned()
+            .collect();
+        Ok(owners.into_iter().collect())
+    }
+
+    async fn restore_roster(
+        &self,
+        user: &BareJid,
+        version: u64,
+        items: &[RosterItem],
+    ) -> StorageResult<()> {
+        let items = items.iter().map(|i| (i.jid.clone(), i.clone())).collect();
+        let mut g = self.inner.lock().unwrap();
+        g.rosters.insert(user.to_string(), (version, items));
+        Ok(())
+    }
+
+    async fn offline_owners(&self) -> StorageResult<Vec<String>> {
+        Ok(non_empty_keys(&self.inner.lock().unwrap().offline))
+    }
+
+    async fn peek_offline(&self, user: &BareJid) -> StorageResult<Vec<String>> {
+        let g = self.inner.lock().unwrap();
+        Ok(g.offline.get(user.as_str()).cloned().unwrap_or_default())
+    }
+
+    async fn kv_stores(&self) -> StorageResult<Vec<String>> {
+        let g = self.inner.lock().unwrap();
+        let stores: BTreeSet<String> = g.kv.keys().map(|(_, s, _)| s.clone()).collect();
+        Ok(stores.into_iter().collect())
+    }
+
+    async fn archive_owners(&self) -> StorageResult<Vec<String>> {
+        Ok(non_empty_keys(&self.inner.lock().unwrap().archive))
+    }
+
+    async fn pubsub_services(&self) -> StorageResult<Vec<String>> {
+        let g = self.inner.lock().unwrap();
+        let services: BTreeSet<String> = g.pubsub.keys().map(|(s, _)| s.clone()).collect();
+        Ok(services.into_iter().collect())
     }
 }
 

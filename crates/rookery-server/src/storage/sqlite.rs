@@ -1,6 +1,7 @@
 //! SQLite storage (embedded default): WAL mode, migrations embedded and applied at open.
 
 use super::err;
+use super::sql::{archive_page, push_archive_filters, push_archive_window};
 use async_trait::async_trait;
 use rookery_core::storage::*;
 use rookery_core::BareJid;
@@ -8,6 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 
+#[path = "sqlite_export.rs"]
+mod export;
 #[path = "sqlite_pubsub.rs"]
 mod pubsub;
 
@@ -46,6 +49,30 @@ impl SqliteStorage {
         .await
         .map_err(err)?;
         Ok(v as u64)
+    }
+
+    async fn upsert_item(
+        tx: &mut sqlx::SqliteConnection,
+        user: &str,
+        item: &RosterItem,
+    ) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO roster_items (user, contact, name, subscription, ask, approved, groups)
+             VALUES (?,?,?,?,?,?,?) ON CONFLICT(user, contact) DO UPDATE SET name=excluded.name,
+             subscription=excluded.subscription, ask=excluded.ask, approved=excluded.approved,
+             groups=excluded.groups",
+        )
+        .bind(user)
+        .bind(&item.jid)
+        .bind(&item.name)
+        .bind(item.subscription.as_str())
+        .bind(item.ask as i64)
+        .bind(item.approved as i64)
+        .bind(serde_json::to_string(&item.groups).map_err(err)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        Ok(())
     }
 }
 
@@ -201,22 +228,7 @@ impl RosterStore for SqliteStorage {
 
     async fn put_roster_item(&self, user: &BareJid, item: &RosterItem) -> StorageResult<u64> {
         let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query(
-            "INSERT INTO roster_items (user, contact, name, subscription, ask, approved, groups)
-             VALUES (?,?,?,?,?,?,?) ON CONFLICT(user, contact) DO UPDATE SET name=excluded.name,
-             subscription=excluded.subscription, ask=excluded.ask, approved=excluded.approved,
-             groups=excluded.groups",
-        )
-        .bind(user.as_str())
-        .bind(&item.jid)
-        .bind(&item.name)
-        .bind(item.subscription.as_str())
-        .bind(item.ask as i64)
-        .bind(item.approved as i64)
-        .bind(serde_json::to_string(&item.groups).map_err(err)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+        Self::upsert_item(&mut tx, user.as_str(), item).await?;
         let v = Self::bump_version(&mut tx, user.as_str()).await?;
         tx.commit().await.map_err(err)?;
         Ok(v)
@@ -296,7 +308,7 @@ impl OfflineStore for SqliteStorage {
         )
         .bind(user.as_str())
         .bind(stanza)
-        .bind(cap as i64)
+        .bind(cap.min(i64::MAX as usize) as i64)
         .execute(&self.pool)
         .await
         .map_err(err)?;
@@ -391,31 +403,6 @@ impl KeyValueStore for SqliteStorage {
     }
 }
 
-fn push_filters<'a>(
-    qb: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
-    owner: &'a str,
-    q: &'a ArchiveQuery,
-) {
-    qb.push(" WHERE owner = ").push_bind(owner);
-    if let Some(w) = &q.with {
-        qb.push(" AND with_jid = ").push_bind(w);
-    }
-    if let Some(s) = q.start {
-        qb.push(" AND ts >= ").push_bind(s);
-    }
-    if let Some(e) = q.end {
-        qb.push(" AND ts <= ").push_bind(e);
-    }
-    if !q.ids.is_empty() {
-        qb.push(" AND id IN (");
-        let mut sep = qb.separated(", ");
-        for id in &q.ids {
-            sep.push_bind(id);
-        }
-        qb.push(")");
-    }
-}
-
 #[async_trait]
 impl ArchiveStore for SqliteStorage {
     async fn archive_append(&self, batch: &[(String, Archived)]) -> StorageResult<()> {
@@ -464,51 +451,21 @@ impl ArchiveStore for SqliteStorage {
             None => None,
         };
         let mut count_q = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM archive");
-        push_filters(&mut count_q, owner, q);
+        push_archive_filters(&mut count_q, owner, q);
         let count: i64 = count_q
             .build_query_scalar()
             .fetch_one(&self.pool)
             .await
             .map_err(err)?;
         let mut qb = sqlx::QueryBuilder::new("SELECT id, ts, with_jid, stanza FROM archive");
-        push_filters(&mut qb, owner, q);
-        if let Some(a) = after {
-            qb.push(" AND seq > ").push_bind(a);
-        }
-        if let Some(b) = before {
-            qb.push(" AND seq < ").push_bind(b);
-        }
-        let backwards = before.is_some() || (q.from_end && after.is_none());
-        qb.push(if backwards {
-            " ORDER BY seq DESC"
-        } else {
-            " ORDER BY seq ASC"
-        });
-        qb.push(" LIMIT ").push_bind(q.max as i64 + 1);
-        let rows: Vec<(String, i64, String, String)> = qb
+        push_archive_filters(&mut qb, owner, q);
+        let backwards = push_archive_window(&mut qb, q, after, before);
+        let rows = qb
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        let complete = rows.len() <= q.max;
-        let mut items: Vec<Archived> = rows
-            .into_iter()
-            .take(q.max)
-            .map(|(id, timestamp, with, stanza)| Archived {
-                id,
-                timestamp,
-                with,
-                stanza,
-            })
-            .collect();
-        if backwards {
-            items.reverse();
-        }
-        Ok(ArchivePage {
-            items,
-            complete,
-            count: count as usize,
-        })
+        Ok(archive_page(rows, q.max, backwards, count))
     }
 
     async fn archive_expire(&self, before: i64) -> StorageResult<u64> {

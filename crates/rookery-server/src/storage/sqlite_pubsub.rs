@@ -2,9 +2,9 @@
 
 use super::SqliteStorage;
 use crate::storage::err;
+use crate::storage::sql::assemble_nodes;
 use async_trait::async_trait;
 use rookery_core::storage::*;
-use sqlx::Row;
 
 const NODE_TABLES: [&str; 4] = [
     "pubsub_items",
@@ -16,24 +16,13 @@ const NODE_TABLES: [&str; 4] = [
 #[async_trait]
 impl PubSubStore for SqliteStorage {
     async fn pubsub_load(&self, service: &str) -> StorageResult<Vec<StoredNode>> {
-        let mut nodes: Vec<StoredNode> = sqlx::query_as::<_, (String, String)>(
-            "SELECT node, config FROM pubsub_nodes WHERE service = ? ORDER BY node",
-        )
-        .bind(service)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?
-        .into_iter()
-        .map(|(node, config)| StoredNode {
-            node,
-            config,
-            ..Default::default()
-        })
-        .collect();
-        let find = |nodes: &mut Vec<StoredNode>, name: &str| -> Option<usize> {
-            nodes.binary_search_by(|n| n.node.as_str().cmp(name)).ok()
-        };
-        let affs: Vec<(String, String, String)> = sqlx::query_as(
+        let nodes =
+            sqlx::query_as("SELECT node, config FROM pubsub_nodes WHERE service = ? ORDER BY node")
+                .bind(service)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        let affiliations = sqlx::query_as(
             "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE service = ?
              ORDER BY node, jid",
         )
@@ -41,12 +30,7 @@ impl PubSubStore for SqliteStorage {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        for (node, jid, aff) in affs {
-            if let Some(i) = find(&mut nodes, &node) {
-                nodes[i].affiliations.push((jid, aff));
-            }
-        }
-        let subs = sqlx::query(
+        let subscriptions = sqlx::query_as(
             "SELECT node, jid, subid, state, options FROM pubsub_subscriptions
              WHERE service = ? ORDER BY node, jid",
         )
@@ -54,18 +38,7 @@ impl PubSubStore for SqliteStorage {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        for r in subs {
-            let node: String = r.get("node");
-            if let Some(i) = find(&mut nodes, &node) {
-                nodes[i].subscriptions.push(StoredSubscription {
-                    jid: r.get("jid"),
-                    subid: r.get("subid"),
-                    state: r.get("state"),
-                    options: r.get("options"),
-                });
-            }
-        }
-        let items = sqlx::query(
+        let items = sqlx::query_as(
             "SELECT node, id, publisher, ts, payload FROM pubsub_items WHERE service = ?
              ORDER BY seq",
         )
@@ -73,18 +46,7 @@ impl PubSubStore for SqliteStorage {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        for r in items {
-            let node: String = r.get("node");
-            if let Some(i) = find(&mut nodes, &node) {
-                nodes[i].items.push(StoredItem {
-                    id: r.get("id"),
-                    publisher: r.get("publisher"),
-                    timestamp: r.get("ts"),
-                    payload: r.get("payload"),
-                });
-            }
-        }
-        Ok(nodes)
+        Ok(assemble_nodes(nodes, affiliations, subscriptions, items))
     }
 
     async fn pubsub_put_node(&self, service: &str, node: &str, config: &str) -> StorageResult<()> {
