@@ -104,6 +104,11 @@ pub enum Registered {
 
 /// Signs `user` in: connect, STARTTLS, SCRAM, bind resource `r`, initial presence.
 pub async fn login(cfg: &Settings, user: &str) -> Result<Online> {
+    login_as(cfg, user, "r").await
+}
+
+/// `login` with another resource (a user signed in several times).
+pub async fn login_as(cfg: &Settings, user: &str, resource: &str) -> Result<Online> {
     let started = Instant::now();
     let work = async {
         let (mut io, mut reader, features) = secure_stream(cfg).await?;
@@ -113,7 +118,7 @@ pub async fn login(cfg: &Settings, user: &str) -> Result<Online> {
         let features = open_stream(cfg, &mut io, &mut reader)
             .await
             .context("stream restart")?;
-        let jid = bind(&mut io, &mut reader, &features)
+        let jid = bind(&mut io, &mut reader, &features, resource)
             .await
             .context("bind")?;
         send(&mut io, "<presence/>").await.context("presence")?;
@@ -357,21 +362,22 @@ async fn sasl_step<R: AsyncRead + Unpin>(io: &mut R, reader: &mut Reader) -> Res
     }
 }
 
-/// Binds resource `r` (and opens a legacy session if the server insists), returning the full JID.
+/// Binds `resource` (and opens a legacy session if the server insists), returning the full JID.
 async fn bind<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     reader: &mut Reader,
     features: &Element,
+    resource: &str,
 ) -> Result<String> {
     if !features.has_child("bind", ns::BIND) {
         bail!("not offered");
     }
-    send(
-        io,
-        "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-         <resource>r</resource></bind></iq>",
-    )
-    .await?;
+    let mut req = String::from(
+        "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>",
+    );
+    rookery_xml::escape_text(&mut req, resource);
+    req.push_str("</resource></bind></iq>");
+    send(io, &req).await?;
     let reply = iq_reply(io, reader, "b").await?;
     if reply.attr("type") != Some("result") {
         bail!("refused: {}", stanza_error(&reply));

@@ -29,6 +29,36 @@ pub struct Config {
     pub s2s: S2sConfig,
     /// External components (XEP-0114), each on its own domain.
     pub components: Vec<ComponentConfig>,
+    /// Several nodes serving as one (sessions and node-to-node delivery on Redis).
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The shared Redis (`redis://host:6379/0`); without it this node serves alone.
+    pub redis: Option<String>,
+    /// This node's name, unique in the cluster (default: the machine's host name and the c2s
+    /// port would not be unique on one machine, so it is required with `redis`).
+    pub node: Option<String>,
+    /// Prefix of every Redis key and channel, so clusters can share one Redis.
+    pub prefix: String,
+    /// How often this node says it is alive.
+    pub heartbeat_ms: u64,
+    /// A node silent for this long is dead: its sessions are purged and its rooms move.
+    pub node_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: None,
+            node: None,
+            prefix: "rookery".into(),
+            heartbeat_ms: 1000,
+            node_timeout_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +143,7 @@ impl Default for Config {
             modules: ModulesConfig::default(),
             s2s: S2sConfig::default(),
             components: Vec::new(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -407,6 +438,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "modules",
     "s2s",
     "components",
+    "cluster",
 ];
 
 impl Config {

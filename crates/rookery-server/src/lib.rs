@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_socket;
 pub mod archive;
 pub mod c2s;
+pub mod cluster;
 pub mod component;
 pub mod forms;
 pub mod http;
@@ -51,6 +52,8 @@ pub struct Server {
     pub components: component::Registry,
     /// Server-to-server connections and the dialback secret.
     pub s2s: s2s::Manager,
+    /// The cluster this node belongs to, when `cluster.redis` is set.
+    pub cluster: Option<Arc<cluster::Cluster>>,
     /// This server, for tasks that outlive a call (outgoing s2s connections).
     this: std::sync::Weak<Server>,
 }
@@ -71,19 +74,32 @@ impl Server {
             }
         }
         let s2s = s2s::Manager::new(&config, &tls)?;
+        let cluster = cluster::Cluster::new(&config.cluster)?;
+        let has_cluster = cluster.is_some();
+        let sessions: Arc<dyn SessionRegistry> = match &cluster {
+            Some(c) => Arc::new(cluster::ClusterRegistry::new(c.clone())),
+            None => Arc::new(LocalRegistry::default()),
+        };
         Ok(Arc::new_cyclic(|this| Server {
+            cluster,
             this: this.clone(),
             components: component::Registry::default(),
             s2s,
             config: Arc::new(config),
             storage,
-            sessions: Arc::new(LocalRegistry::default()),
+            sessions,
             modules: registry,
             tls,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             auth_failures: Mutex::default(),
-            next_id: AtomicU64::new(1),
+            // Ids name sessions across the cluster (carbons skip the sender's own): each run of a
+            // node starts its counter at a random base of its own.
+            next_id: AtomicU64::new(if has_cluster {
+                (rand::random::<u64>() & 0xff_ffff) << 40 | 1
+            } else {
+                1
+            }),
             connections: tokio_util::task::TaskTracker::new(),
             sm: c2s::sm::Registry::default(),
             archive: archive::ArchiveWriter::default(),
@@ -125,6 +141,9 @@ impl Running {
             self.server.connections.wait(),
         )
         .await;
+        if let Some(c) = &self.server.cluster {
+            c.leave().await;
+        }
         self.listeners.abort_all();
         while self.listeners.join_next().await.is_some() {}
     }
@@ -146,6 +165,11 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
         }
     }
     let mut listeners = JoinSet::new();
+    if let Some(c) = &server.cluster {
+        for task in c.run(&server).await? {
+            listeners.spawn(task);
+        }
+    }
     #[cfg(unix)]
     match admin_socket::bind(&server).await {
         Ok(Some(l)) => {

@@ -202,6 +202,7 @@ async fn broadcast_available(server: &Server, origin: &SessionHandle, mut el: El
         st.last_at = Some(chrono::Utc::now());
         initial
     };
+    server.sessions.changed(origin);
     let user = origin.bare();
     let (_, roster) = server.storage.roster(&user).await.unwrap_or_default();
     // To the user's own resources, including this one, then to subscribers (§4.2.2, §4.4.2),
@@ -294,6 +295,7 @@ pub async fn broadcast_unavailable(server: &Server, origin: &SessionHandle, el: 
         st.last = None;
         (was, std::mem::take(&mut st.directed))
     };
+    server.sessions.changed(origin);
     let mut el =
         el.unwrap_or_else(|| Element::new("presence", ns::CLIENT).with_attr("type", "unavailable"));
     el.set_attr("from", origin.jid.to_string());

@@ -279,8 +279,28 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
     }
 }
 
-/// Hands a stanza to the service that owns domain `d`.
+/// Hands a stanza to the service that owns domain `d`; in a cluster, to the node that is home
+/// to the room or service it addresses.
 pub async fn to_service(server: &Server, d: &str, el: Element) {
+    let Some(svc) = server.modules.services.get(d).cloned() else {
+        return;
+    };
+    if let Some(cluster) = &server.cluster {
+        if let Some(key) = svc.home_key(&el) {
+            let home = cluster.home(&key);
+            if *home != *cluster.node {
+                if !cluster.route_to(&home, &el) {
+                    bounce(server, &el, StanzaError::resource_constraint());
+                }
+                return;
+            }
+        }
+    }
+    svc.handle(server, el).await;
+}
+
+/// Hands a stanza to a service here, without asking which node is home (another node did).
+pub async fn to_service_here(server: &Server, d: &str, el: Element) {
     if let Some(svc) = server.modules.services.get(d).cloned() {
         svc.handle(server, el).await;
     }

@@ -43,8 +43,16 @@ pub struct PresenceState {
 pub struct SessionHandle {
     pub id: u64,
     pub jid: FullJid,
-    tx: mpsc::Sender<Outbound>,
+    sink: Sink,
+    /// For a session on another node: a copy of its state, kept by the cluster directory.
     pub state: Arc<Mutex<PresenceState>>,
+}
+
+/// Where a session's stanzas go: its task on this node, or another node of the cluster.
+#[derive(Clone, Debug)]
+enum Sink {
+    Local(mpsc::Sender<Outbound>),
+    Remote(crate::cluster::RemoteSink),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -59,8 +67,42 @@ impl SessionHandle {
         SessionHandle {
             id,
             jid,
-            tx,
+            sink: Sink::Local(tx),
             state: Arc::default(),
+        }
+    }
+
+    /// A session of another node, as the cluster directory knows it.
+    pub fn remote(
+        id: u64,
+        jid: FullJid,
+        sink: crate::cluster::RemoteSink,
+        state: PresenceState,
+    ) -> Self {
+        SessionHandle {
+            id,
+            jid,
+            sink: Sink::Remote(sink),
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// The node serving this session, when it is not this one.
+    pub fn node(&self) -> Option<&str> {
+        match &self.sink {
+            Sink::Local(_) => None,
+            Sink::Remote(r) => Some(r.node()),
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.sink, Sink::Local(_))
+    }
+
+    pub fn remote_sink(&self) -> Option<&crate::cluster::RemoteSink> {
+        match &self.sink {
+            Sink::Local(_) => None,
+            Sink::Remote(r) => Some(r),
         }
     }
 
@@ -70,15 +112,23 @@ impl SessionHandle {
 
     /// Queues a stanza without waiting: a slow reader must not stall its senders.
     pub fn deliver(&self, el: Element) -> Result<(), DeliveryError> {
-        self.tx.try_send(Outbound::Stanza(el)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
-            mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
-        })
+        match &self.sink {
+            Sink::Local(tx) => tx.try_send(Outbound::Stanza(el)).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
+                mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
+            }),
+            Sink::Remote(r) => r.deliver(&self.jid, self.id, el),
+        }
     }
 
     /// Asks the session to end; waits for inbox room since this must not be lost.
     pub async fn close(&self, condition: &'static str, text: Option<String>) {
-        let _ = self.tx.send(Outbound::Close { condition, text }).await;
+        match &self.sink {
+            Sink::Local(tx) => {
+                let _ = tx.send(Outbound::Close { condition, text }).await;
+            }
+            Sink::Remote(r) => r.close(&self.jid, self.id, condition, text),
+        }
     }
 
     pub fn is_available(&self) -> bool {
@@ -114,11 +164,22 @@ pub trait SessionRegistry: Send + Sync {
     /// Removes a session if it is still the one with this id.
     fn remove(&self, jid: &FullJid, id: u64) -> bool;
     fn get(&self, jid: &FullJid) -> Option<SessionHandle>;
+    /// A session of this node only.
+    fn get_local(&self, jid: &FullJid) -> Option<SessionHandle> {
+        self.get(jid)
+    }
     fn resources(&self, user: &BareJid) -> Vec<SessionHandle>;
     fn all(&self) -> Vec<SessionHandle>;
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// A local session's presence state changed (availability, priority, carbons, roster or
+    /// blocklist interest): a cluster tells the other nodes.
+    fn changed(&self, _handle: &SessionHandle) {}
+    /// Sessions served by this node only (shutdown, per-node counts).
+    fn local(&self) -> Vec<SessionHandle> {
+        self.all()
     }
 }
 

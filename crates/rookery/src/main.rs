@@ -24,6 +24,12 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum ClusterAction {
+    /// Live nodes with the number of sessions each serves.
+    Status,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the server.
     Serve,
@@ -52,6 +58,11 @@ enum Command {
     },
     /// Counters of the running server.
     Stats,
+    /// The cluster this node belongs to.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Live server-to-server streams: direction, domains, how the peer was authenticated
     /// (sasl-external or dialback) and whether the stream is bidirectional.
     S2s,
@@ -188,6 +199,12 @@ fn main() -> anyhow::Result<()> {
             Command::Motd { action } => motd(config, action).await,
             Command::Stats => {
                 print_result(live(&config, "stats.get", serde_json::json!([])).await?);
+                Ok(())
+            }
+            Command::Cluster {
+                action: ClusterAction::Status,
+            } => {
+                print_result(live(&config, "cluster.status", serde_json::json!([])).await?);
                 Ok(())
             }
             Command::S2s => {

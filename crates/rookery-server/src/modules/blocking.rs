@@ -143,6 +143,7 @@ impl IqHandler for Blocking {
             (IqType::Get, "blocklist") => {
                 if let Some(s) = &req.session {
                     s.state.lock().unwrap().blocklist_interested = true;
+                    server.sessions.changed(s);
                 }
                 let list = self.list(server, &user).await;
                 Ok(IqReply::Payload(

@@ -27,7 +27,7 @@ impl Module for Carbons {
 
 #[async_trait]
 impl IqHandler for Carbons {
-    async fn handle_iq(&self, _server: &Server, req: IqRequest) -> IqResult {
+    async fn handle_iq(&self, server: &Server, req: IqRequest) -> IqResult {
         if req.kind != IqType::Set
             || !(req.is_self() || matches!(req.target, super::Target::Server(_)))
         {
@@ -37,6 +37,7 @@ impl IqHandler for Carbons {
             return Err(StanzaError::not_allowed());
         };
         session.state.lock().unwrap().carbons = req.payload().name() == "enable";
+        server.sessions.changed(session);
         Ok(IqReply::Empty)
     }
 }

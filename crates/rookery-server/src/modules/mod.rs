@@ -114,6 +114,14 @@ pub trait Service: Send + Sync {
     /// Called once at start, e.g. to load persistent state.
     async fn start(&self, _server: &Server) {}
     async fn handle(&self, server: &Server, el: Element);
+    /// In a cluster, what decides which node handles `el` (a room's JID): stateful services
+    /// live on one home node per key. None: any node may (the default).
+    fn home_key(&self, _el: &Element) -> Option<String> {
+        None
+    }
+    /// The cluster's live nodes changed: drop what this node is no longer home to, so a key
+    /// that comes back later is loaded afresh from storage.
+    async fn rehome(&self, _server: &Server) {}
 }
 
 /// HTTP routes a module serves on every HTTP(S) listener (file upload).

@@ -75,6 +75,7 @@ impl IqHandler for Roster {
             IqType::Get => {
                 if let Some(s) = &req.session {
                     s.state.lock().unwrap().interested = true;
+                    server.sessions.changed(s);
                 }
                 let (ver, items) = server.storage.roster(&user).await.map_err(storage_err)?;
                 let ver_s = ver.to_string();

@@ -173,6 +173,7 @@ pub const METHODS: &[(&str, &str)] = &[
     ("motd.delete", "host"),
     ("stats.get", ""),
     ("s2s.list", ""),
+    ("cluster.status", ""),
 ];
 
 fn failed(e: AdminError) -> Fault {
@@ -229,6 +230,23 @@ pub async fn call(server: &Server, method: &str, params: &[Value]) -> Result<Val
                 .len() as i64,
         ),
         "sessions.list" => strings(admin::online_sessions(server, opt(0))),
+        "cluster.status" => match &server.cluster {
+            None => Value::Array(vec![Value::Struct(vec![
+                ("node".into(), Value::Str("(single node)".into())),
+                ("sessions".into(), Value::Int(server.sessions.len() as i64)),
+            ])]),
+            Some(c) => Value::Array(
+                c.status(server)
+                    .into_iter()
+                    .map(|(node, n)| {
+                        Value::Struct(vec![
+                            ("node".into(), Value::Str(node)),
+                            ("sessions".into(), Value::Int(n as i64)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        },
         "s2s.list" => Value::Array(
             server
                 .s2s

@@ -30,6 +30,14 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_sharing(tweak, Arc::new(MemoryStorage::default())).await
+    }
+
+    /// A server on the given storage (cluster nodes share one).
+    pub async fn start_sharing(
+        tweak: impl FnOnce(&mut Config),
+        storage: Arc<dyn rookery_core::storage::Storage>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
             data_dir: dir.path().to_path_buf(),
@@ -41,7 +49,7 @@ impl TestServer {
         config.listen.https = vec!["127.0.0.1:0".into()];
         config.modules.proxy65.listen = "127.0.0.1:0".into();
         tweak(&mut config);
-        let server = Server::with_storage(config, Arc::new(MemoryStorage::default())).unwrap();
+        let server = Server::with_storage(config, storage).unwrap();
         let running = rookery_server::start_with(server.clone()).await.unwrap();
         TestServer {
             c2s: running.c2s[0],
@@ -118,6 +126,20 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("login {user}: {e:#}"));
         let mut c = Client { online };
         // Consume the echo of our own initial presence and whatever came with it.
+        c.drain().await;
+        c
+    }
+
+    /// Signs in with resource `resource` (a user's second session).
+    pub async fn login_as(&self, user: &str, password: &str, resource: &str) -> Client {
+        let online = client::login_as(
+            &self.settings(password, Mechanism::ScramSha256),
+            user,
+            resource,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("login {user}/{resource}: {e:#}"));
+        let mut c = Client { online };
         c.drain().await;
         c
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use rookery_core::config::MucOptions;
 use rookery_core::stanza::{self, StanzaError};
-use rookery_core::{BareJid, Element, FullJid, Jid};
+use rookery_core::{ns, BareJid, Element, FullJid, Jid};
 use room::{Affiliation, Room, Saved};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -140,8 +140,60 @@ impl Muc {
     }
 }
 
+impl Muc {
+    async fn load(&self, server: &Server, jid: &BareJid) -> Option<Arc<Mutex<Room>>> {
+        let saved = server.storage.kv_get(jid, STORE, "").await.ok()??;
+        let saved = serde_json::from_str::<Saved>(&saved).ok()?;
+        let room = Arc::new(Mutex::new(Room::restore(jid.clone(), saved)));
+        Some(
+            self.rooms
+                .entry(jid.clone())
+                .or_insert(room)
+                .value()
+                .clone(),
+        )
+    }
+}
+
 #[async_trait]
 impl Service for Muc {
+    fn home_key(&self, el: &Element) -> Option<String> {
+        let to = Jid::new(el.attr("to")?).ok()?;
+        Some(to.to_bare().to_string())
+    }
+
+    async fn rehome(&self, server: &Server) {
+        let Some(cluster) = &server.cluster else {
+            return;
+        };
+        self.rooms.retain(|jid, _| cluster.is_home(jid.as_str()));
+        // Occupants whose node died left without a word: they leave now.
+        let rooms: Vec<(BareJid, Arc<Mutex<Room>>)> = self
+            .rooms
+            .iter()
+            .map(|r| (r.key().clone(), r.value().clone()))
+            .collect();
+        for (jid, room) in rooms {
+            let gone: Vec<(FullJid, String)> = room
+                .lock()
+                .await
+                .occupant_sessions()
+                .into_iter()
+                .filter(|(s, _)| {
+                    server.config.is_local_host(s.domain().as_str())
+                        && server.sessions.get(s).is_none()
+                })
+                .collect();
+            for (session, nick) in gone {
+                let leave = Element::new("presence", ns::CLIENT)
+                    .with_attr("type", "unavailable")
+                    .with_attr("from", session.to_string())
+                    .with_attr("to", format!("{jid}/{nick}"));
+                self.handle(server, leave).await;
+            }
+        }
+    }
+
     async fn start(&self, server: &Server) {
         match server.storage.kv_all(STORE).await {
             Ok(all) => {
@@ -189,7 +241,11 @@ impl Service for Muc {
         };
         let room_jid = to.to_bare();
         let nick = to.resource().map(|r| r.to_string());
-        let existing = self.rooms.get(&room_jid).map(|r| r.clone());
+        let mut existing = self.rooms.get(&room_jid).map(|r| r.clone());
+        if existing.is_none() && server.cluster.is_some() {
+            // A room that moved here from a node that left: its saved state is in storage.
+            existing = self.load(server, &room_jid).await;
+        }
         let mut created = false;
         let room = match existing {
             Some(r) => r,

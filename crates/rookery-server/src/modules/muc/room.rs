@@ -147,6 +147,16 @@ struct Occupant {
     deferred: bool,
 }
 
+impl Room {
+    /// Every joined session with its nick.
+    pub fn occupant_sessions(&self) -> Vec<(FullJid, String)> {
+        self.occupants
+            .iter()
+            .flat_map(|o| o.sessions.iter().map(|(j, _)| (j.clone(), o.nick.clone())))
+            .collect()
+    }
+}
+
 /// Presence updates from one occupant reach the room at most this often; in between, the latest
 /// waits (a client flapping between away and available costs a big room one broadcast a second).
 pub const PRESENCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);

@@ -1,0 +1,151 @@
+//! What nodes tell each other over Redis: session records, directory events, bus messages
+//! (JSON), and serving the bus messages addressed to this node.
+
+use crate::session::{PresenceState, SessionHandle};
+use crate::Server;
+use rookery_core::{Element, FullJid, Jid};
+use serde::{Deserialize, Serialize};
+
+/// One session as the directory keeps it: what other nodes need to route to it and to answer
+/// for it (probes, carbons, roster and blocklist pushes).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub id: u64,
+    pub available: bool,
+    pub priority: i8,
+    /// The last broadcast presence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it was sent, in microseconds since the epoch.
+    pub presence_at: Option<i64>,
+    pub carbons: bool,
+    pub interested: bool,
+    pub blocklist: bool,
+}
+
+impl Record {
+    pub fn of(h: &SessionHandle) -> Record {
+        let st = h.state.lock().unwrap();
+        Record {
+            id: h.id,
+            available: st.available,
+            priority: st.priority,
+            presence: st.last.as_ref().map(|p| p.to_xml()),
+            presence_at: st.last_at.map(|t| t.timestamp_micros()),
+            carbons: st.carbons,
+            interested: st.interested,
+            blocklist: st.blocklist_interested,
+        }
+    }
+
+    pub fn state(&self) -> PresenceState {
+        PresenceState {
+            available: self.available,
+            priority: self.priority,
+            last: self
+                .presence
+                .as_deref()
+                .and_then(|p| Element::parse(p).ok()),
+            last_at: self
+                .presence_at
+                .and_then(chrono::DateTime::from_timestamp_micros),
+            carbons: self.carbons,
+            blocklist_interested: self.blocklist,
+            interested: self.interested,
+            directed: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Event {
+    Up {
+        node: String,
+        jid: String,
+        rec: Record,
+    },
+    Down {
+        node: String,
+        jid: String,
+        id: u64,
+    },
+    NodeDown {
+        node: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum BusMsg {
+    /// A stanza for one of this node's sessions.
+    Deliver { to: String, id: u64, xml: String },
+    /// End one of this node's sessions (a conflict or a kick elsewhere).
+    Close {
+        to: String,
+        id: u64,
+        condition: String,
+        #[serde(default)]
+        text: Option<String>,
+    },
+    /// A stanza for a service this node is home to.
+    Route { xml: String },
+}
+
+/// Stream error conditions another node may ask a session to end with.
+fn condition(name: &str) -> &'static str {
+    match name {
+        "conflict" => "conflict",
+        "system-shutdown" => "system-shutdown",
+        "policy-violation" => "policy-violation",
+        "not-authorized" => "not-authorized",
+        "reset" => "reset",
+        _ => "undefined-condition",
+    }
+}
+
+pub async fn serve(server: &Server, msg: BusMsg) {
+    match msg {
+        BusMsg::Deliver { to, xml, .. } => {
+            let (Ok(to), Ok(el)) = (FullJid::new(&to), Element::parse(&xml)) else {
+                return;
+            };
+            match server.sessions.get_local(&to) {
+                Some(s) => {
+                    crate::router::send_to_session(server, &s, el);
+                }
+                // The session ended meanwhile: a message goes to the account instead, as when a
+                // session ends with messages in its queue.
+                None if el.name() == "message" && el.attr("type") != Some("error") => {
+                    let mut el = el;
+                    el.set_attr("to", to.to_bare().to_string());
+                    crate::router::deliver(server, el).await;
+                }
+                None => {}
+            }
+        }
+        BusMsg::Close {
+            to,
+            id,
+            condition: c,
+            text,
+        } => {
+            let Ok(to) = FullJid::new(&to) else { return };
+            if let Some(s) = server.sessions.get_local(&to).filter(|s| s.id == id) {
+                s.close(condition(&c), text).await;
+            }
+        }
+        BusMsg::Route { xml } => {
+            let Ok(el) = Element::parse(&xml) else { return };
+            let Some(domain) = el
+                .attr("to")
+                .and_then(|t| Jid::new(t).ok())
+                .map(|j| j.domain().to_string())
+            else {
+                return;
+            };
+            crate::router::to_service_here(server, &domain, el).await;
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Cluster mode: three nodes on one Redis (and one shared storage) serve as one: presence,
+//! chat, carbons and a room across nodes, and a node that dies is purged by the survivors.
+//!
+//! Redis comes from `ROOKERY_TEST_REDIS` (default `redis://127.0.0.1:6379/`); each test uses its
+//! own key prefix. Without Redis the tests fail, unless `ROOKERY_SKIP_REDIS=1`.
+
+mod common;
+
+use common::{Client, TestServer};
+use rookery_core::storage::Storage;
+use rookery_server::storage::MemoryStorage;
+use rookery_xml::{ns, Element};
+use std::sync::Arc;
+
+fn redis_url() -> Option<String> {
+    if std::env::var("ROOKERY_SKIP_REDIS").as_deref() == Ok("1") {
+        eprintln!("ROOKERY_SKIP_REDIS=1: cluster test skipped");
+        return None;
+    }
+    let url =
+        std::env::var("ROOKERY_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    if std::net::TcpStream::connect(&addr).is_err() {
+        panic!("Redis is not reachable at {url}: start it (scripts/test does) or set ROOKERY_SKIP_REDIS=1");
+    }
+    Some(url)
+}
+
+/// `n` nodes named n1.. sharing one storage and a fresh key prefix, with users alice, bob and
+/// carol.
+async fn cluster(n: usize) -> Option<Vec<TestServer>> {
+    let url = redis_url()?;
+    let prefix = format!(
+        "rookery-test-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let mut nodes = vec![];
+    for i in 1..=n {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        let node = TestServer::start_sharing(
+            move |c| {
+                c.cluster.redis = Some(url);
+                c.cluster.node = Some(format!("n{i}"));
+                c.cluster.prefix = prefix;
+                c.cluster.heartbeat_ms = 100;
+                c.cluster.node_timeout_ms = 600;
+            },
+            storage.clone(),
+        )
+        .await;
+        nodes.push(node);
+    }
+    for u in ["alice", "bob", "carol"] {
+        nodes[0].add_user(u, "pw123456").await;
+    }
+    // Every node sees every other one.
+    let want = n;
+    for node in &nodes {
+        let c = node.server.cluster.as_ref().unwrap();
+        wait_for(|| c.live_nodes().len() == want, "all nodes live").await;
+    }
+    Some(nodes)
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let end = tokio::time::Instant::now() + common::WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn roster_get(c: &mut Client) {
+    c.iq(Element::parse(
+        "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",
+    )
+    .unwrap())
+        .await;
+}
+
+/// Mutual subscription between `a` and `b` (bare JIDs `ja`, `jb`).
+async fn befriend(a: &mut Client, ja: &str, b: &mut Client, jb: &str) {
+    roster_get(a).await;
+    roster_get(b).await;
+    a.send(&format!("<presence to='{jb}' type='subscribe'/>"))
+        .await;
+    b.recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribe"))
+        .await;
+    b.send(&format!("<presence to='{ja}' type='subscribed'/>"))
+        .await;
+    b.send(&format!("<presence to='{ja}' type='subscribe'/>"))
+        .await;
+    a.recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribe"))
+        .await;
+    a.send(&format!("<presence to='{jb}' type='subscribed'/>"))
+        .await;
+    // Each sees the other's presence once the subscription is mutual.
+    a.recv_until(|e| {
+        e.name() == "presence"
+            && e.attr("type").is_none()
+            && e.attr("from").is_some_and(|f| f.starts_with(jb))
+    })
+    .await;
+    b.recv_until(|e| {
+        e.name() == "presence"
+            && e.attr("type").is_none()
+            && e.attr("from").is_some_and(|f| f.starts_with(ja))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn users_on_different_nodes_subscribe_chat_and_get_carbons() {
+    let Some(nodes) = cluster(3).await else {
+        return;
+    };
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    let mut bob = nodes[1].login("bob", "pw123456").await;
+    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+
+    // Alice's second session, on the third node, with carbons.
+    let mut alice2 = nodes[2].login_as("alice", "pw123456", "phone").await;
+    alice2
+        .iq(Element::parse(
+            "<iq xmlns='jabber:client' type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>",
+        )
+        .unwrap())
+        .await;
+    // Bob sees Alice's new resource come online through the directory.
+    bob.recv_until(|e| e.name() == "presence" && e.attr("from") == Some("alice@localhost/phone"))
+        .await;
+    let carbons_on = || {
+        nodes[0]
+            .server
+            .sessions
+            .resources(&"alice@localhost".parse().unwrap())
+            .iter()
+            .any(|s| s.jid.resource().as_str() == "phone" && s.state.lock().unwrap().carbons)
+    };
+    wait_for(carbons_on, "alice/phone's carbons flag on node 1").await;
+
+    alice
+        .send("<message to='bob@localhost' type='chat' id='m1'><body>hi bob</body></message>")
+        .await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("hi bob"));
+    assert_eq!(m.attr("from"), Some("alice@localhost/r"));
+    // The copy of what Alice sent reaches her phone on node 3 (XEP-0280 §6).
+    let sent = alice2
+        .recv_until(|e| e.name() == "message" && e.has_child("sent", "urn:xmpp:carbons:2"))
+        .await;
+    assert!(sent.to_xml().contains("hi bob"), "{sent}");
+
+    bob.send("<message to='alice@localhost/phone' type='chat'><body>to the phone</body></message>")
+        .await;
+    let m = alice2
+        .recv_until(|e| e.name() == "message" && e.child_text("body", ns::CLIENT).is_some())
+        .await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("to the phone")
+    );
+
+    // Presence changes travel too.
+    alice2.send("<presence><show>away</show></presence>").await;
+    let p = bob
+        .recv_until(|e| e.name() == "presence" && e.attr("from") == Some("alice@localhost/phone"))
+        .await;
+    assert_eq!(p.child_text("show", ns::CLIENT).as_deref(), Some("away"));
+    // Counted per node.
+    let status = nodes[1]
+        .server
+        .cluster
+        .as_ref()
+        .unwrap()
+        .status(&nodes[1].server);
+    assert_eq!(
+        status,
+        vec![("n1".into(), 1), ("n2".into(), 1), ("n3".into(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_room_has_occupants_on_every_node() {
+    let Some(nodes) = cluster(3).await else {
+        return;
+    };
+    let mut clients = [
+        nodes[0].login("alice", "pw123456").await,
+        nodes[1].login("bob", "pw123456").await,
+        nodes[2].login("carol", "pw123456").await,
+    ];
+    let room = "lounge@conference.localhost";
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&format!(
+            "<presence to='{room}/u{i}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ))
+        .await;
+        c.recv_until(|e| {
+            e.name() == "presence" && e.attr("from") == Some(format!("{room}/u{i}").as_str())
+        })
+        .await;
+        if i == 0 {
+            // Created locked: make it an instant room.
+            c.iq(Element::parse(&format!("<iq xmlns='jabber:client' type='set' id='cfg' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>")).unwrap())
+                .await;
+        }
+    }
+    clients[1]
+        .send(&format!(
+            "<message to='{room}' type='groupchat'><body>hello all</body></message>"
+        ))
+        .await;
+    for c in clients.iter_mut() {
+        let m = c
+            .recv_until(|e| {
+                e.name() == "message"
+                    && e.attr("type") == Some("groupchat")
+                    && e.child_text("body", ns::CLIENT).is_some()
+            })
+            .await;
+        assert_eq!(m.attr("from"), Some(format!("{room}/u1").as_str()));
+    }
+    // The room lives on exactly one node.
+    let home = nodes[0].server.cluster.as_ref().unwrap().home(room);
+    for n in &nodes {
+        assert_eq!(n.server.cluster.as_ref().unwrap().home(room), home);
+    }
+}
+
+#[tokio::test]
+async fn a_dead_nodes_sessions_are_purged_and_contacts_see_them_go() {
+    let Some(nodes) = cluster(3).await else {
+        return;
+    };
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    let mut bob = nodes[1].login("bob", "pw123456").await;
+    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+    // Node 2 stops dead: no goodbye, no unavailable presence from Bob's session.
+    nodes[1].server.cluster.as_ref().unwrap().halt();
+    let gone = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("unavailable"))
+        .await;
+    assert_eq!(gone.attr("from"), Some("bob@localhost/r"));
+    let c = nodes[0].server.cluster.as_ref().unwrap();
+    wait_for(|| c.live_nodes().len() == 2, "two live nodes").await;
+    assert!(nodes[0]
+        .server
+        .sessions
+        .resources(&"bob@localhost".parse().unwrap())
+        .is_empty());
+    // Bob signs in again on another node; Alice sees him and they chat.
+    let mut bob = nodes[2].login("bob", "pw123456").await;
+    alice
+        .recv_until(|e| {
+            e.name() == "presence"
+                && e.attr("from") == Some("bob@localhost/r")
+                && e.attr("type").is_none()
+        })
+        .await;
+    alice
+        .send("<message to='bob@localhost' type='chat'><body>welcome back</body></message>")
+        .await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("welcome back")
+    );
+}
