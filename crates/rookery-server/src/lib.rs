@@ -113,6 +113,14 @@ impl Server {
             .expect("the server is alive while in use")
     }
 
+    /// Per-user data a module caches (`modules::UserCache`) changed here: other cluster nodes
+    /// drop their copies.
+    pub fn changed_user_data(&self, topic: &str, user: &rookery_core::BareJid) {
+        if let Some(c) = &self.cluster {
+            c.invalidate(topic, user);
+        }
+    }
+
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }

@@ -277,3 +277,39 @@ async fn a_dead_nodes_sessions_are_purged_and_contacts_see_them_go() {
         Some("welcome back")
     );
 }
+
+#[tokio::test]
+async fn a_block_made_on_one_node_holds_on_the_others() {
+    let Some(nodes) = cluster(2).await else {
+        return;
+    };
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    let mut bob = nodes[1].login("bob", "pw123456").await;
+    // Node 1 learns (and caches) Bob's privacy lists while routing this.
+    alice
+        .send("<message to='bob@localhost/r' type='chat'><body>one</body></message>")
+        .await;
+    bob.recv_until(|e| e.name() == "message").await;
+    bob.iq(Element::parse(
+        "<iq xmlns='jabber:client' type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block></iq>",
+    )
+    .unwrap())
+    .await;
+    // The block reaches node 1 as an invalidation of its copy.
+    let caches = &nodes[0].server.modules.caches;
+    let privacy = caches.iter().find(|c| c.topic() == "privacy").unwrap();
+    let bob_jid = "bob@localhost".parse().unwrap();
+    wait_for(
+        || !privacy.holds(&bob_jid),
+        "node 1 to drop its copy of Bob's lists",
+    )
+    .await;
+    alice
+        .send("<message to='bob@localhost/r' type='chat' id='two'><body>two</body></message>")
+        .await;
+    let e = alice.recv_until(|e| e.attr("id") == Some("two")).await;
+    assert_eq!(e.attr("type"), Some("error"), "{e}");
+    // (Bob gets the privacy list push of his block, and nothing from Alice.)
+    let got = bob.drain().await;
+    assert!(!got.iter().any(|e| e.name() == "message"), "{got:?}");
+}

@@ -31,6 +31,7 @@ enum Write {
     Up(String, Record),
     Down(String, u64),
     Bus(Arc<str>, BusMsg),
+    Invalidate(String, String),
 }
 
 /// The way to a session on another node.
@@ -148,6 +149,12 @@ impl Cluster {
 
     pub(crate) fn session_down(&self, jid: &rookery_core::FullJid, id: u64) {
         let _ = self.writes.try_send(Write::Down(jid.to_string(), id));
+    }
+
+    pub(crate) fn invalidate(&self, topic: &str, user: &rookery_core::BareJid) {
+        let _ = self
+            .writes
+            .try_send(Write::Invalidate(topic.to_string(), user.to_string()));
     }
 
     /// The live nodes, sorted.
@@ -418,6 +425,15 @@ impl Cluster {
                         pipe.publish(&events, serde_json::to_string(&ev).expect("serialises"))
                             .ignore();
                     }
+                    Write::Invalidate(topic, user) => {
+                        let ev = Event::Invalidate {
+                            node: self.node.to_string(),
+                            topic,
+                            user,
+                        };
+                        pipe.publish(&events, serde_json::to_string(&ev).expect("serialises"))
+                            .ignore();
+                    }
                     Write::Bus(node, msg) => {
                         let channel = self.key(&["bus", &node]);
                         pipe.publish(channel, serde_json::to_string(&msg).expect("serialises"))
@@ -461,6 +477,13 @@ impl Cluster {
                     }
                     Ok(Event::NodeDown { node }) if *node != *self.node => {
                         self.directory.node_down(&node)
+                    }
+                    Ok(Event::Invalidate { node, topic, user }) if *node != *self.node => {
+                        if let Ok(user) = rookery_core::BareJid::new(&user) {
+                            for c in server.modules.caches.iter().filter(|c| c.topic() == topic) {
+                                c.forget(&user);
+                            }
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(%e, "bad cluster event"),

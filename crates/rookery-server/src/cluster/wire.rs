@@ -74,6 +74,12 @@ pub enum Event {
     NodeDown {
         node: String,
     },
+    /// A user's cached data changed on `node` (`modules::UserCache`).
+    Invalidate {
+        node: String,
+        topic: String,
+        user: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

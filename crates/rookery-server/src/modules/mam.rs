@@ -46,11 +46,26 @@ pub struct Mam {
     prefs: DashMap<BareJid, Arc<Prefs>>,
 }
 
+impl super::UserCache for Mam {
+    fn topic(&self) -> &'static str {
+        PREFS
+    }
+
+    fn forget(&self, user: &BareJid) {
+        self.prefs.remove(user);
+    }
+
+    fn holds(&self, user: &BareJid) -> bool {
+        self.prefs.contains_key(user)
+    }
+}
+
 impl Module for Mam {
     fn name(&self) -> &'static str {
         "mam"
     }
     fn register(self: Arc<Self>, reg: &mut Registry) {
+        reg.caches.push(self.clone());
         reg.iq(NS, "query", On::Account, self.clone());
         reg.iq(NS, "prefs", On::Account, self.clone());
         reg.iq(NS, "metadata", On::Account, self.clone());
@@ -260,6 +275,7 @@ impl IqHandler for Mam {
                     .await
                     .map_err(|_| StanzaError::internal_server_error())?;
                 let el = prefs_element(&p);
+                server.changed_user_data(PREFS, &user);
                 self.prefs.insert(user, Arc::new(p));
                 Ok(IqReply::Payload(el))
             }

@@ -244,6 +244,18 @@ pub struct Registry {
     pub disco_nodes: HashMap<String, Arc<dyn IqHandler>>,
     pub http: Vec<Arc<dyn HttpRoutes>>,
     pub listeners: Vec<Arc<dyn ModuleListener>>,
+    /// Per-user caches other cluster nodes may make stale.
+    pub caches: Vec<Arc<dyn UserCache>>,
+}
+
+/// Per-user data a module caches from storage. In a cluster, the node that changes it tells the
+/// others, which forget their copy (`Server::changed_user_data`).
+pub trait UserCache: Send + Sync {
+    /// The name nodes use for this cache.
+    fn topic(&self) -> &'static str;
+    fn forget(&self, user: &BareJid);
+    /// Whether a copy for `user` is held (for operators and tests).
+    fn holds(&self, user: &BareJid) -> bool;
 }
 
 impl Registry {

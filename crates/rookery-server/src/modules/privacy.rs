@@ -139,6 +139,22 @@ impl Lists {
     }
 }
 
+const CACHE_TOPIC: &str = "privacy";
+
+impl super::UserCache for Store {
+    fn topic(&self) -> &'static str {
+        CACHE_TOPIC
+    }
+
+    fn forget(&self, user: &BareJid) {
+        Store::forget(self, user);
+    }
+
+    fn holds(&self, user: &BareJid) -> bool {
+        self.cache.contains_key(user)
+    }
+}
+
 /// Every user's privacy lists, cached while they are online; shared by the privacy and blocking
 /// modules.
 #[derive(Default)]
@@ -185,6 +201,7 @@ impl Store {
             .await
             .map_err(|_| StanzaError::internal_server_error())?;
         self.cache.insert(user.clone(), Arc::new(l));
+        server.changed_user_data(CACHE_TOPIC, user);
         Ok(())
     }
 
@@ -245,6 +262,7 @@ impl Module for Privacy {
         "privacy"
     }
     fn register(self: Arc<Self>, reg: &mut Registry) {
+        reg.caches.push(self.store.clone());
         reg.iq(NS, "query", On::Account, self.clone());
         reg.server_feature(NS);
         reg.stanza_hook(self.clone());
