@@ -16,6 +16,7 @@ pub struct Config {
     /// Where SQLite, generated certificates and uploads live.
     pub data_dir: PathBuf,
     /// `sqlite://path` (default: `<data_dir>/rookery.sqlite`); `postgres://…` for cluster mode.
+    #[serde(deserialize_with = "storage_url")]
     pub storage: Option<String>,
     /// Bare JIDs with administrative rights.
     pub admins: Vec<String>,
@@ -31,6 +32,19 @@ pub struct Config {
     pub components: Vec<ComponentConfig>,
     /// Several nodes serving as one (sessions and node-to-node delivery on Redis).
     pub cluster: ClusterConfig,
+}
+
+/// `storage = "URL"`, or `[storage] url = "URL"` as cluster operators write it.
+fn storage_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Storage {
+        Url(String),
+        Table { url: String },
+    }
+    Ok(Option::<Storage>::deserialize(d)?.map(|s| match s {
+        Storage::Url(u) | Storage::Table { url: u } => u,
+    }))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -550,6 +564,15 @@ fn set_path(table: &mut toml::Table, path: &[String], v: toml::Value) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_is_a_url_or_a_table_with_one() {
+        let flat: Config = toml::from_str("storage = \"postgres://db/x\"").unwrap();
+        let table: Config = toml::from_str("[storage]\nurl = \"postgres://db/x\"").unwrap();
+        assert_eq!(flat.storage.as_deref(), Some("postgres://db/x"));
+        assert_eq!(table.storage, flat.storage);
+        assert!(toml::from_str::<Config>("[storage]\nuri = \"x\"").is_err());
+    }
 
     #[test]
     fn s2s_certificate_policy_per_domain() {

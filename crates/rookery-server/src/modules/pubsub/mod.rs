@@ -189,6 +189,8 @@ pub struct PubSubModule {
     pub options: PubSubOptions,
     /// Domain → its service.
     services: HashMap<String, Arc<Mutex<PubSub>>>,
+    /// In a cluster: the services this node was home to at the last membership change.
+    home_here: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl PubSubModule {
@@ -212,7 +214,11 @@ impl PubSubModule {
                 (domain, Arc::new(Mutex::new(PubSub::new(policy))))
             })
             .collect();
-        PubSubModule { options, services }
+        PubSubModule {
+            options,
+            services,
+            home_here: Default::default(),
+        }
     }
 
     fn requester(&self, server: &Server, from: &Jid) -> Requester {
@@ -258,6 +264,34 @@ impl super::SessionHook for PubSubModule {
 
 #[async_trait]
 impl Service for PubSubModule {
+    fn home_key(&self, el: &Element) -> Option<String> {
+        Some(Jid::new(el.attr("to")?).ok()?.domain().to_string())
+    }
+
+    async fn rehome(&self, server: &Server) {
+        let Some(cluster) = &server.cluster else {
+            return;
+        };
+        for (domain, svc) in &self.services {
+            let home = cluster.is_home(domain);
+            let was = {
+                let mut h = self.home_here.lock().unwrap();
+                if home {
+                    !h.insert(domain.clone())
+                } else {
+                    h.remove(domain);
+                    false
+                }
+            };
+            // Newly home: another node served it meanwhile, so what is here may be stale.
+            if home && !was {
+                let mut s = svc.lock().await;
+                let policy = s.policy.clone();
+                *s = load(server, domain, policy).await;
+            }
+        }
+    }
+
     async fn start(&self, server: &Server) {
         for (domain, svc) in &self.services {
             let mut s = svc.lock().await;
