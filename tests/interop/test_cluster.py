@@ -330,8 +330,6 @@ async def test_killed_node_is_purged_and_its_user_gets_what_was_sent_meanwhile(c
     assert got.count("welcome back") == 1, got
 
 
-@pytest.mark.xfail(strict=True, reason="the node bus publishes to the dead node's channel until the purge; "
-                   "nobody hears it and the message is lost")
 async def test_messages_accepted_between_the_kill_and_the_purge_are_not_lost(cluster):
     """Messages alice's node accepts for bob after bob's node died, but before the survivors
     noticed (the heartbeat has not expired yet, the directory still names bob's dead session),
