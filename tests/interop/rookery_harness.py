@@ -238,6 +238,19 @@ class RookeryServer:
         self.stop()
         self.start()
 
+    def kill(self) -> int | None:
+        """SIGKILL, as a crash: no shutdown, no goodbye to anyone. Returns the exit status
+        once the process is gone (its sockets closed by the kernel)."""
+        self._stopped_by_us = True
+        rc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            rc = self.proc.returncode
+            self._note("killed with SIGKILL (status %s)" % rc)
+        return rc
+
     def _note(self, text: str) -> None:
         if self._log_file is not None and not self._log_file.closed:
             self._log_file.write(("==== harness: %s\n" % text).encode())
@@ -676,9 +689,13 @@ class ClientPool:
         self.server = server
         self.clients: list[Client] = []
 
-    async def login(self, local: str, password: str | None = None, **kw) -> Client:
+    async def login(self, local: str, password: str | None = None, *,
+                    server: RookeryServer | None = None, **kw) -> Client:
+        """Log in to this pool's server, or to `server` (another node sharing its accounts)."""
+        if password is None:
+            password = self.server.passwords.get(local)
         try:
-            c = await connect(self.server, local, password, **kw)
+            c = await connect(server or self.server, local, password, **kw)
         except LoginFailed as e:
             self.clients.append(e.client)
             raise
@@ -686,7 +703,8 @@ class ClientPool:
         return c
 
     async def user(self, local: str, password: str = "secret-password", **kw) -> Client:
-        """Create the account with the CLI, then log in."""
+        """Create the account with the CLI (on this pool's server), then log in (to `server=`
+        if given)."""
         self.server.add_user(local, password)
         return await self.login(local, password, **kw)
 

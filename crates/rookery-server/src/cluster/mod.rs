@@ -1,7 +1,9 @@
 //! Cluster mode: several nodes serving as one, on a shared Redis (and a shared database). Each
 //! node keeps a replica of the cluster's session directory (every node's sessions with their
 //! presence state), fed by Redis pub/sub events and bootstrapped from one Redis hash per node;
-//! stanzas for a session on another node cross the node bus (a Redis channel per node). Nodes
+//! stanzas for a session on another node cross the node bus (a Redis channel per node); one that
+//! no node hears (its node died and is not purged yet) is handled as for a session that ended
+//! meanwhile: a message goes to the account, offline storage at worst. Nodes
 //! prove they live with a heartbeat key that expires; the survivors purge a dead node's
 //! sessions (its users' contacts see them go unavailable). Rooms and other stateful services
 //! have one home node at a time, chosen by rendezvous hashing over the live nodes.
@@ -211,9 +213,11 @@ impl Cluster {
         }
         let rx = self.writes_rx.lock().unwrap().take().expect("run once");
         let mut tasks: Vec<futures_util::future::BoxFuture<'static, ()>> = vec![];
-        let me = self.clone();
+        let (me, srv) = (self.clone(), server.clone());
         let writer_conn = conn.clone();
-        tasks.push(Box::pin(async move { me.writer(writer_conn, rx).await }));
+        tasks.push(Box::pin(
+            async move { me.writer(&srv, writer_conn, rx).await },
+        ));
         let (me, srv) = (self.clone(), server.clone());
         tasks.push(Box::pin(async move { me.reader(&srv, pubsub).await }));
         let (me, srv) = (self.clone(), server.clone());
@@ -390,12 +394,15 @@ impl Cluster {
     /// Sends what the rest of the server queued, many commands per round trip.
     async fn writer(
         self: Arc<Self>,
+        server: &Arc<Server>,
         mut conn: redis::aio::ConnectionManager,
         mut rx: mpsc::Receiver<Write>,
     ) {
         let events = self.key(&["events"]);
         let sessions = self.key(&["sessions", &self.node]);
         let mut batch = Vec::with_capacity(256);
+        // Deliveries in this batch, in the order of the pipeline's (not ignored) replies.
+        let mut delivers: Vec<(String, u64, String)> = vec![];
         while rx.recv_many(&mut batch, 256).await > 0 {
             if self.is_halted() {
                 batch.clear();
@@ -436,13 +443,42 @@ impl Cluster {
                     }
                     Write::Bus(node, msg) => {
                         let channel = self.key(&["bus", &node]);
-                        pipe.publish(channel, serde_json::to_string(&msg).expect("serialises"))
-                            .ignore();
+                        let json = serde_json::to_string(&msg).expect("serialises");
+                        match msg {
+                            // How many heard it: none when that node died and is not purged yet.
+                            BusMsg::Deliver { to, id, xml } => {
+                                pipe.publish(channel, json);
+                                delivers.push((to, id, xml));
+                            }
+                            _ => {
+                                pipe.publish(channel, json).ignore();
+                            }
+                        }
                     }
                 }
             }
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                tracing::warn!(%e, "cluster write failed");
+            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                Ok(heard) => {
+                    let unheard: Vec<_> = std::mem::take(&mut delivers)
+                        .into_iter()
+                        .zip(heard)
+                        .filter(|(_, n)| *n == 0)
+                        .map(|(d, _)| d)
+                        .collect();
+                    if !unheard.is_empty() {
+                        let (me, srv) = (self.clone(), server.clone());
+                        tokio::spawn(async move {
+                            for (to, id, xml) in unheard {
+                                me.directory.down(&to, id);
+                                wire::to_account(&srv, &to, &xml).await;
+                            }
+                        });
+                    }
+                }
+                Err(e) => {
+                    delivers.clear();
+                    tracing::warn!(%e, "cluster write failed");
+                }
             }
         }
     }

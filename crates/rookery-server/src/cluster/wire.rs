@@ -99,6 +99,23 @@ pub enum BusMsg {
     Route { xml: String },
 }
 
+/// For a session that ended before a stanza reached it: a message goes to the account instead
+/// (another resource, or offline storage), as when a session ends with messages in its queue.
+async fn redeliver(server: &Server, to: &FullJid, mut el: Element) {
+    if el.name() == "message" && el.attr("type") != Some("error") {
+        el.set_attr("to", to.to_bare().to_string());
+        crate::router::deliver(server, el).await;
+    }
+}
+
+/// A delivery no node heard (its node died and is not purged yet; the caller dropped the
+/// session from this node's directory): handled as for a session that ended meanwhile.
+pub async fn to_account(server: &Server, to: &str, xml: &str) {
+    if let (Ok(to), Ok(el)) = (FullJid::new(to), Element::parse(xml)) {
+        redeliver(server, &to, el).await;
+    }
+}
+
 /// Stream error conditions another node may ask a session to end with.
 fn condition(name: &str) -> &'static str {
     match name {
@@ -121,14 +138,7 @@ pub async fn serve(server: &Server, msg: BusMsg) {
                 Some(s) => {
                     crate::router::send_to_session(server, &s, el);
                 }
-                // The session ended meanwhile: a message goes to the account instead, as when a
-                // session ends with messages in its queue.
-                None if el.name() == "message" && el.attr("type") != Some("error") => {
-                    let mut el = el;
-                    el.set_attr("to", to.to_bare().to_string());
-                    crate::router::deliver(server, el).await;
-                }
-                None => {}
+                None => redeliver(server, &to, el).await,
             }
         }
         BusMsg::Close {
