@@ -80,6 +80,19 @@ async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     }
 }
 
+/// Waits until every node's directory knows the session `full` (replication is asynchronous:
+/// a stanza routed before it arrives treats the user as offline there).
+async fn known_everywhere(nodes: &[TestServer], full: &str) {
+    let jid: rookery_core::FullJid = full.parse().unwrap();
+    for n in nodes {
+        wait_for(
+            || n.server.sessions.get(&jid).is_some(),
+            &format!("{full} in every node's directory"),
+        )
+        .await;
+    }
+}
+
 async fn roster_get(c: &mut Client) {
     c.iq(Element::parse(
         "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",
@@ -126,10 +139,13 @@ async fn users_on_different_nodes_subscribe_chat_and_get_carbons() {
     };
     let mut alice = nodes[0].login("alice", "pw123456").await;
     let mut bob = nodes[1].login("bob", "pw123456").await;
+    known_everywhere(&nodes, "alice@localhost/r").await;
+    known_everywhere(&nodes, "bob@localhost/r").await;
     befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
 
     // Alice's second session, on the third node, with carbons.
     let mut alice2 = nodes[2].login_as("alice", "pw123456", "phone").await;
+    known_everywhere(&nodes, "alice@localhost/phone").await;
     alice2
         .iq(Element::parse(
             "<iq xmlns='jabber:client' type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>",
@@ -200,6 +216,9 @@ async fn a_room_has_occupants_on_every_node() {
         nodes[1].login("bob", "pw123456").await,
         nodes[2].login("carol", "pw123456").await,
     ];
+    for u in ["alice", "bob", "carol"] {
+        known_everywhere(&nodes, &format!("{u}@localhost/r")).await;
+    }
     let room = "lounge@conference.localhost";
     for (i, c) in clients.iter_mut().enumerate() {
         c.send(&format!(
@@ -245,6 +264,8 @@ async fn a_dead_nodes_sessions_are_purged_and_contacts_see_them_go() {
     };
     let mut alice = nodes[0].login("alice", "pw123456").await;
     let mut bob = nodes[1].login("bob", "pw123456").await;
+    known_everywhere(&nodes, "alice@localhost/r").await;
+    known_everywhere(&nodes, "bob@localhost/r").await;
     befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
     // Node 2 stops dead: no goodbye, no unavailable presence from Bob's session.
     nodes[1].server.cluster.as_ref().unwrap().halt();
@@ -261,6 +282,7 @@ async fn a_dead_nodes_sessions_are_purged_and_contacts_see_them_go() {
         .is_empty());
     // Bob signs in again on another node; Alice sees him and they chat.
     let mut bob = nodes[2].login("bob", "pw123456").await;
+    known_everywhere(&nodes[..1], "bob@localhost/r").await;
     alice
         .recv_until(|e| {
             e.name() == "presence"
@@ -285,6 +307,7 @@ async fn a_block_made_on_one_node_holds_on_the_others() {
     };
     let mut alice = nodes[0].login("alice", "pw123456").await;
     let mut bob = nodes[1].login("bob", "pw123456").await;
+    known_everywhere(&nodes, "bob@localhost/r").await;
     // Node 1 learns (and caches) Bob's privacy lists while routing this.
     alice
         .send("<message to='bob@localhost/r' type='chat'><body>one</body></message>")
