@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod scram;
+pub mod spread;
 pub mod stats;
 pub mod tls;
 pub mod traffic;

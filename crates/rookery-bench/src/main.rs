@@ -2,7 +2,7 @@
 //! groupchat messages in one XEP-0045 room that all clients join) at a target rate, and reports
 //! logins/s, delivered messages/s and delivery latency percentiles.
 
-use rookery_bench::{client, scram, stats, tls, traffic};
+use rookery_bench::{client, scram, spread, stats, tls, traffic};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -34,6 +34,11 @@ struct Args {
     host: String,
     #[arg(long, default_value_t = 5222)]
     port: u16,
+    /// Spread the clients over several servers (the nodes of a cluster), HOST:PORT, repeated:
+    /// client i signs in to server i mod N and sends to the next client on another server, so
+    /// every message crosses servers. Registration goes to the first. Replaces --host/--port.
+    #[arg(long = "server", value_name = "HOST:PORT", value_parser = spread::parse_server)]
+    servers: Vec<(String, u16)>,
     /// XMPP domain: the stream's `to`, the TLS server name and the accounts' domain.
     #[arg(long, default_value = "localhost")]
     domain: String,
@@ -114,21 +119,40 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<Report> {
     let server_name = ServerName::try_from(args.domain.clone())
         .with_context(|| format!("'{}' is not a valid TLS server name", args.domain))?;
-    let settings = Arc::new(Settings {
-        host: args.host.clone(),
-        port: args.port,
-        domain: args.domain.clone(),
-        password: args.password.clone(),
-        mechanism: args.mechanism,
-        connector: TlsConnector::from(tls::client_config()?),
-        server_name,
-        salt_cache: SaltCache::default(),
-        login_timeout: Duration::from_secs(args.login_timeout),
-    });
+    let connector = TlsConnector::from(tls::client_config()?);
+    let servers = if args.servers.is_empty() {
+        vec![(args.host.clone(), args.port)]
+    } else {
+        args.servers.clone()
+    };
+    // One `Settings` per server; they differ only in the address.
+    let settings: Vec<Arc<Settings>> = servers
+        .into_iter()
+        .map(|(host, port)| {
+            Arc::new(Settings {
+                host,
+                port,
+                domain: args.domain.clone(),
+                password: args.password.clone(),
+                mechanism: args.mechanism,
+                connector: connector.clone(),
+                server_name: server_name.clone(),
+                salt_cache: SaltCache::default(),
+                login_timeout: Duration::from_secs(args.login_timeout),
+            })
+        })
+        .collect();
+    if settings.len() > 1 {
+        let list: Vec<String> = settings
+            .iter()
+            .map(|s| format!("{}:{}", s.host, s.port))
+            .collect();
+        eprintln!("clients spread round robin over {}", list.join(", "));
+    }
 
     let register = if args.register {
         eprintln!("registering {} accounts...", args.clients);
-        Some(register_phase(&args, &settings).await)
+        Some(register_phase(&args, &settings[0]).await)
     } else {
         None
     };
@@ -206,6 +230,8 @@ async fn register_phase(args: &Args, settings: &Arc<Settings>) -> RegisterStats 
 /// A client that logged in and waits for its schedule.
 struct LoggedIn {
     jid: String,
+    /// Which of the servers it signed in to.
+    server: usize,
     schedule: oneshot::Sender<Schedule>,
 }
 
@@ -219,7 +245,7 @@ struct LoginReport {
 /// the clients that got online keep running: they receive, and send once given a schedule.
 async fn login_phase(
     args: &Args,
-    settings: &Arc<Settings>,
+    settings: &[Arc<Settings>],
     traffic: &Arc<Traffic>,
     stop: &watch::Receiver<bool>,
 ) -> (LoginStats, Vec<LoggedIn>, Vec<JoinHandle<()>>) {
@@ -232,7 +258,8 @@ async fn login_phase(
     let tasks = (0..args.clients as usize)
         .map(|index| {
             let user = format!("{}{index}", args.prefix);
-            let (settings, limit) = (settings.clone(), limit.clone());
+            let server = spread::server_of(index, settings.len());
+            let (settings, limit) = (settings[server].clone(), limit.clone());
             let (report_tx, stop, traffic) = (report_tx.clone(), stop.clone(), traffic.clone());
             let (room, max_users) = (args.room.clone(), args.clients);
             let (mut room_open, room_open_tx) = (room_open.clone(), room_open_tx.clone());
@@ -270,6 +297,7 @@ async fn login_phase(
                         let (schedule_tx, schedule_rx) = oneshot::channel();
                         let logged_in = LoggedIn {
                             jid: online.jid.clone(),
+                            server,
                             schedule: schedule_tx,
                         };
                         let outcome = Ok((online.login_time, logged_in));
@@ -299,8 +327,9 @@ async fn login_phase(
 }
 
 /// Hands each online client its slot of the schedule: with M clients online, client p sends
-/// every M/rate seconds starting p/rate seconds in, to the next online client (p+1) mod M, so
-/// the total is `rate` messages/s spread evenly. Returns the deliveries made within the window,
+/// every M/rate seconds starting p/rate seconds in, to the next online client (p+1) mod M (the
+/// next one on another server, with several: `spread::targets`), so the total is `rate`
+/// messages/s spread evenly. Returns the deliveries made within the window,
 /// after waiting (at most `GRACE`) for the rest.
 async fn messaging_phase(
     rate: u64,
@@ -317,7 +346,9 @@ async fn messaging_phase(
     let period_ns = (m as u128 * 1_000_000_000 / rate as u128).max(1);
     let start = Instant::now() + START_LEAD;
     let end = start + duration;
-    let targets: Vec<String> = online.iter().map(|c| c.jid.clone()).collect();
+    let jids: Vec<String> = online.iter().map(|c| c.jid.clone()).collect();
+    let servers: Vec<usize> = online.iter().map(|c| c.server).collect();
+    let targets = spread::targets(&servers);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     for (p, client) in online.into_iter().enumerate() {
         let offset_ns = p as u128 * 1_000_000_000 / rate as u128;
@@ -329,7 +360,7 @@ async fn messaging_phase(
         let _ = client.schedule.send(Schedule {
             target: room
                 .map(str::to_string)
-                .unwrap_or_else(|| targets[(p + 1) % m].clone()),
+                .unwrap_or_else(|| jids[targets[p]].clone()),
             kind: if room.is_some() { "groupchat" } else { "chat" },
             first: start + Duration::from_nanos(offset_ns as u64),
             period: Duration::from_nanos(period_ns as u64),
