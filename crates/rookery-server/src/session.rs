@@ -37,6 +37,8 @@ pub struct PresenceState {
     pub interested: bool,
     /// JIDs that received directed presence and must get unavailable at the end (§4.6).
     pub directed: HashSet<String>,
+    /// The stream management id the session may be resumed with (XEP-0198).
+    pub resumable: Option<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -336,3 +336,86 @@ async fn a_block_made_on_one_node_holds_on_the_others() {
     let got = bob.drain().await;
     assert!(!got.iter().any(|e| e.name() == "message"), "{got:?}");
 }
+
+#[tokio::test]
+async fn a_session_resumes_on_another_node_with_every_message_once() {
+    const SM: &str = "urn:xmpp:sm:3";
+    let Some(nodes) = cluster(2).await else {
+        return;
+    };
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    let mut bob = nodes[1].login("bob", "pw123456").await;
+    bob.send(&format!("<enable xmlns='{SM}' resume='true'/>"))
+        .await;
+    let enabled = bob.recv_until(|e| e.ns() == SM).await;
+    let id = enabled.attr("id").unwrap().to_string();
+    known_everywhere(&nodes, "bob@localhost/r").await;
+    let resumable = || {
+        nodes[0]
+            .server
+            .sessions
+            .get(&"bob@localhost/r".parse().unwrap())
+            .is_some_and(|s| s.state.lock().unwrap().resumable.as_deref() == Some(id.as_str()))
+    };
+    wait_for(resumable, "node 1 to learn Bob's session is resumable").await;
+    alice
+        .send("<message to='bob@localhost/r' type='chat'><body>one</body></message>")
+        .await;
+    alice
+        .send("<message to='bob@localhost/r' type='chat'><body>two</body></message>")
+        .await;
+    let first = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(first.child_text("body", ns::CLIENT).as_deref(), Some("one"));
+    bob.recv_until(|e| e.name() == "message").await;
+    // Bob handled "one" only; his connection to node 2 dies; he comes back on node 1.
+    drop(bob);
+    alice
+        .send("<message to='bob@localhost/r' type='chat'><body>three</body></message>")
+        .await;
+    let (mut io, reader) = nodes[0].authenticated("bob", "pw123456").await;
+    rookery_bench::client::send(
+        &mut io,
+        &format!("<resume xmlns='{SM}' previd='{id}' h='1'/>"),
+    )
+    .await
+    .unwrap();
+    let mut bob = Client {
+        online: rookery_bench::client::Online {
+            jid: "bob@localhost/r".into(),
+            stream: io,
+            reader,
+            login_time: Default::default(),
+        },
+    };
+    let resumed = bob.recv_until(|e| e.ns() == SM).await;
+    assert!(resumed.is("resumed", SM), "{resumed}");
+    let mut got = vec![];
+    while got.len() < 2 {
+        let m = bob.recv_until(|e| e.name() == "message").await;
+        got.push(m.child_text("body", ns::CLIENT).unwrap_or_default());
+    }
+    assert_eq!(
+        got,
+        ["two", "three"],
+        "unacked and held messages, once each"
+    );
+    // Bob's session now lives on node 1, under the same id; nothing else arrives twice.
+    let later = bob.drain().await;
+    assert!(!later.iter().any(|e| e.name() == "message"), "{later:?}");
+    assert!(nodes[0]
+        .server
+        .sessions
+        .get_local(&"bob@localhost/r".parse().unwrap())
+        .is_some());
+    // No unavailable presence went out for the move.
+    let seen = alice.drain().await;
+    assert!(
+        !seen.iter().any(|e| e.attr("type") == Some("unavailable")),
+        "{seen:?}"
+    );
+    alice
+        .send("<message to='bob@localhost/r' type='chat'><body>four</body></message>")
+        .await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("four"));
+}

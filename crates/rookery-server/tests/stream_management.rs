@@ -10,7 +10,6 @@ use rookery_xml::{ns, Element, StreamEvent};
 
 const SM: &str = "urn:xmpp:sm:3";
 
-/// Signs in without binding; returns the stream ready for <bind/> or <resume/>.
 async fn authenticated(
     s: &TestServer,
     user: &str,
@@ -18,19 +17,7 @@ async fn authenticated(
     tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     Reader,
 ) {
-    let cfg = s.settings("pw123456", Mechanism::ScramSha256);
-    let (mut io, mut reader, features) = client::secure_stream(&cfg).await.unwrap();
-    client::authenticate(&cfg, user, &mut io, &mut reader, &features)
-        .await
-        .unwrap();
-    let features = client::open_stream(&cfg, &mut io, &mut reader)
-        .await
-        .unwrap();
-    assert!(
-        features.has_child("sm", SM),
-        "sm offered after auth: {features}"
-    );
-    (io, reader)
+    s.authenticated(user, "pw123456").await
 }
 
 fn bodies(els: &[Element]) -> Vec<String> {

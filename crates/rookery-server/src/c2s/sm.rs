@@ -19,14 +19,31 @@ pub struct Resumption {
     pub h: u32,
 }
 
+/// What a hibernating session is asked to do.
+pub enum Takeover {
+    /// A connection to this node resumes it.
+    Here(Resumption),
+    /// A connection to another node of the cluster resumes it: the session hands over its
+    /// state and ends here without a word to anyone.
+    Elsewhere(tokio::sync::oneshot::Sender<Migrated>),
+}
+
+/// A session's stream management state, moving to another node.
+pub struct Migrated {
+    pub h_in: u32,
+    pub acked: u32,
+    /// Sent and not acknowledged, then what arrived while the client was away.
+    pub unacked: Vec<Element>,
+}
+
 /// Resumable sessions by stream id.
 #[derive(Default)]
 pub struct Registry {
-    map: DashMap<String, (BareJid, mpsc::Sender<Resumption>)>,
+    map: DashMap<String, (BareJid, mpsc::Sender<Takeover>)>,
 }
 
 impl Registry {
-    pub fn insert(&self, id: String, user: BareJid, tx: mpsc::Sender<Resumption>) {
+    pub fn insert(&self, id: String, user: BareJid, tx: mpsc::Sender<Takeover>) {
         self.map.insert(id, (user, tx));
     }
 
@@ -35,7 +52,7 @@ impl Registry {
     }
 
     /// The session `id` if it belongs to `user`.
-    pub fn find(&self, id: &str, user: &BareJid) -> Option<mpsc::Sender<Resumption>> {
+    pub fn find(&self, id: &str, user: &BareJid) -> Option<mpsc::Sender<Takeover>> {
         self.map
             .get(id)
             .filter(|e| &e.0 == user)
@@ -67,6 +84,29 @@ pub struct State {
 }
 
 impl State {
+    /// The state a session had on another node, resumed here under the same id.
+    pub fn migrated(id: String, m: Migrated) -> State {
+        State {
+            enabled: true,
+            id: Some(id),
+            h_in: m.h_in,
+            acked: m.acked,
+            unacked: m.unacked.into(),
+            requested: false,
+        }
+    }
+
+    /// What moves to another node: counters and every stanza the client may not have.
+    pub fn migrate(&mut self, held: Vec<Element>) -> Migrated {
+        let mut unacked: Vec<Element> = self.unacked.drain(..).collect();
+        unacked.extend(held.into_iter().filter(counts));
+        Migrated {
+            h_in: self.h_in,
+            acked: self.acked,
+            unacked,
+        }
+    }
+
     pub fn received(&mut self, el: &Element) {
         if self.enabled && counts(el) {
             self.h_in = self.h_in.wrapping_add(1);

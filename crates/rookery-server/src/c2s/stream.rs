@@ -189,7 +189,10 @@ pub async fn run(server: Arc<Server>, t: Box<dyn Transport>) {
         _ = server.shutdown.cancelled() => Err(End::Error("system-shutdown", None)),
     };
     match negotiated {
-        Ok(Negotiated::Bound(jid, rx, handle)) => session(conn, jid, rx, handle).await,
+        Ok(Negotiated::Bound(jid, rx, handle)) => session(conn, jid, rx, handle, None).await,
+        Ok(Negotiated::Migrated(jid, rx, handle, sm)) => {
+            session(conn, jid, rx, handle, Some(sm)).await
+        }
         Ok(Negotiated::Resume(tx, h)) => {
             // Hand this connection to the hibernating session; it answers <resumed/>.
             let r = sm::Resumption {
@@ -198,8 +201,11 @@ pub async fn run(server: Arc<Server>, t: Box<dyn Transport>) {
                 lang: conn.lang.take(),
                 h,
             };
-            if let Err(mpsc::error::SendError(r)) = tx.send(r).await {
+            if let Err(mpsc::error::SendError(t)) = tx.send(sm::Takeover::Here(r)).await {
                 // It expired in the meantime.
+                let sm::Takeover::Here(r) = t else {
+                    unreachable!("sent Here")
+                };
                 let mut t = r.transport;
                 let failed = Element::new("failed", sm::NS)
                     .with_child(Element::new("item-not-found", ns::STANZAS_ERR));
@@ -215,7 +221,14 @@ pub async fn run(server: Arc<Server>, t: Box<dyn Transport>) {
 enum Negotiated {
     Bound(FullJid, mpsc::Receiver<Outbound>, SessionHandle),
     /// XEP-0198 resumption of an existing session.
-    Resume(mpsc::Sender<sm::Resumption>, u32),
+    Resume(mpsc::Sender<sm::Takeover>, u32),
+    /// Resumption of a session another node of the cluster handed over; `<resumed/>` is sent.
+    Migrated(
+        FullJid,
+        mpsc::Receiver<Outbound>,
+        SessionHandle,
+        (sm::State, mpsc::Receiver<sm::Takeover>),
+    ),
 }
 
 /// Everything before the session: TLS, SASL, bind. Returns the bound full JID.
@@ -324,7 +337,13 @@ async fn negotiate(conn: &mut Conn) -> Result<Negotiated, End> {
         }
         if el.is("resume", sm::NS) {
             let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
-            let found = el.attr("previd").and_then(|id| server.sm.find(id, &user));
+            let previd = el.attr("previd").unwrap_or_default();
+            let found = server.sm.find(previd, &user);
+            if found.is_none() && h.is_some() {
+                if let Some(n) = resume_elsewhere(conn, &user, previd, h.unwrap_or(0)).await? {
+                    return Ok(n);
+                }
+            }
             match (found, h) {
                 (Some(tx), Some(h)) => return Ok(Negotiated::Resume(tx, h)),
                 _ => {
@@ -430,17 +449,82 @@ fn bind_resource(server: &Server, user: &BareJid, bind: &Element) -> Result<Full
     Ok(full)
 }
 
+/// XEP-0198 resumption of a session another cluster node holds: that node hands over the
+/// session's counters and unacknowledged stanzas, and it continues here under the same id.
+/// `None` when no node has it (the caller answers `<failed/>`).
+async fn resume_elsewhere(
+    conn: &mut Conn,
+    user: &BareJid,
+    previd: &str,
+    h: u32,
+) -> Result<Option<Negotiated>, End> {
+    let server = conn.server.clone();
+    let Some(cluster) = &server.cluster else {
+        return Ok(None);
+    };
+    let Some(old) =
+        server.sessions.resources(user).into_iter().find(|s| {
+            !s.is_local() && s.state.lock().unwrap().resumable.as_deref() == Some(previd)
+        })
+    else {
+        return Ok(None);
+    };
+    let node = old.node().unwrap_or_default().to_string();
+    let Some(m) = cluster.migrate(&node, previd, user).await else {
+        return Ok(None);
+    };
+    let (tx, rx) = mpsc::channel(INBOX);
+    let handle = SessionHandle::new(server.next_id(), old.jid.clone(), tx);
+    {
+        let was = old.state.lock().unwrap();
+        let mut st = handle.state.lock().unwrap();
+        st.available = was.available;
+        st.priority = was.priority;
+        st.last = was.last.clone();
+        st.last_at = was.last_at;
+        st.carbons = was.carbons;
+        st.interested = was.interested;
+        st.blocklist_interested = was.blocklist_interested;
+        st.resumable = Some(previd.to_string());
+    }
+    if let Some(prev) = server.sessions.insert(handle.clone()) {
+        prev.close("conflict", Some("replaced by a new session".into()))
+            .await;
+    }
+    let mut sm = sm::State::migrated(previd.to_string(), m);
+    if sm.ack(h).is_err() {
+        sm.unacked.clear();
+    }
+    let (ttx, trx) = mpsc::channel(1);
+    server.sm.insert(previd.to_string(), user.clone(), ttx);
+    let mut replay = vec![Element::new("resumed", sm::NS)
+        .with_attr("previd", previd)
+        .with_attr("h", sm.h_in.to_string())];
+    replay.extend(sm.unacked.iter().cloned());
+    conn.t.send(&replay).await.map_err(|_| End::Lost)?;
+    tracing::debug!(jid = %old.jid, from = %node, "session resumed from another node");
+    Ok(Some(Negotiated::Migrated(
+        old.jid.clone(),
+        rx,
+        handle,
+        (sm, trx),
+    )))
+}
+
 /// The bound session: client stanzas in, routed stanzas out, keepalive pings, stream management.
 async fn session(
     mut conn: Conn,
     jid: FullJid,
     mut rx: mpsc::Receiver<Outbound>,
     handle: SessionHandle,
+    migrated: Option<(sm::State, mpsc::Receiver<sm::Takeover>)>,
 ) {
     let server = conn.server.clone();
     tracing::debug!(%jid, "session started");
-    let mut sm = sm::State::default();
-    let mut resume_rx: Option<mpsc::Receiver<sm::Resumption>> = None;
+    let (mut sm, mut resume_rx) = match migrated {
+        Some((sm, rx)) => (sm, Some(rx)),
+        None => (sm::State::default(), None),
+    };
     // Routed here while the connection was down and resumption was possible.
     let mut held: Vec<Element> = Vec::new();
     let end = loop {
@@ -474,7 +558,27 @@ async fn session(
                 _ = server.shutdown.cancelled() => break None,
             }
         };
-        let Some(r) = resumed else { break End::Lost };
+        let r = match resumed {
+            None => break End::Lost,
+            Some(sm::Takeover::Here(r)) => r,
+            Some(sm::Takeover::Elsewhere(reply)) => {
+                // The client came back on another node: everything goes there, and this
+                // session ends without telling anyone it left (it did not).
+                rx.close();
+                while let Ok(out) = rx.try_recv() {
+                    if let Outbound::Stanza(el) = out {
+                        held.push(el);
+                    }
+                }
+                if let Some(id) = &sm.id {
+                    server.sm.remove(id);
+                }
+                server.sessions.remove(&jid, handle.id);
+                let _ = reply.send(sm.migrate(std::mem::take(&mut held)));
+                tracing::debug!(%jid, "session handed over to another node");
+                return;
+            }
+        };
         if sm.ack(r.h).is_err() {
             sm.unacked.clear();
         }
@@ -525,7 +629,7 @@ async fn run_connection(
     handle: &SessionHandle,
     rx: &mut mpsc::Receiver<Outbound>,
     sm: &mut sm::State,
-    resume_rx: &mut Option<mpsc::Receiver<sm::Resumption>>,
+    resume_rx: &mut Option<mpsc::Receiver<sm::Takeover>>,
     held: &mut Vec<Element>,
 ) -> End {
     let server = conn.server.clone();
@@ -673,7 +777,7 @@ async fn stream_management(
     conn: &mut Conn,
     jid: &FullJid,
     sm: &mut sm::State,
-    resume_rx: &mut Option<mpsc::Receiver<sm::Resumption>>,
+    resume_rx: &mut Option<mpsc::Receiver<sm::Takeover>>,
     el: &Element,
 ) -> Option<End> {
     let server = conn.server.clone();
@@ -693,6 +797,11 @@ async fn stream_management(
                 server.sm.insert(id.clone(), jid.to_bare(), tx);
                 *resume_rx = Some(rx);
                 sm.id = Some(id.clone());
+                // Other nodes find the session by this id when the client resumes there.
+                if let Some(h) = server.sessions.get_local(jid) {
+                    h.state.lock().unwrap().resumable = Some(id.clone());
+                    server.sessions.changed(&h);
+                }
                 enabled.set_attr("id", id);
                 enabled.set_attr("resume", "true");
                 enabled.set_attr(

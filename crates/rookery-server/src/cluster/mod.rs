@@ -96,6 +96,8 @@ pub struct Cluster {
     pub(crate) directory: directory::Directory,
     /// Set by `halt`: this node has stopped speaking to the cluster.
     halted: std::sync::atomic::AtomicBool,
+    /// Session handovers asked of other nodes, by token.
+    migrations: dashmap::DashMap<u64, tokio::sync::oneshot::Sender<Option<wire::MigratedState>>>,
 }
 
 impl Cluster {
@@ -124,6 +126,7 @@ impl Cluster {
             writes,
             writes_rx: std::sync::Mutex::new(Some(rx)),
             halted: Default::default(),
+            migrations: Default::default(),
         })))
     }
 
@@ -157,6 +160,62 @@ impl Cluster {
         let _ = self
             .writes
             .try_send(Write::Invalidate(topic.to_string(), user.to_string()));
+    }
+
+    /// Asks `node` to hand over the resumable session `id` of `user` (XEP-0198 resumption on
+    /// this node of a session that lives there).
+    pub async fn migrate(
+        &self,
+        node: &str,
+        id: &str,
+        user: &rookery_core::BareJid,
+    ) -> Option<crate::c2s::sm::Migrated> {
+        let token = rand::random::<u64>();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.migrations.insert(token, tx);
+        let msg = BusMsg::Migrate {
+            id: id.to_string(),
+            user: user.to_string(),
+            from: self.node.to_string(),
+            token,
+        };
+        let sent = self.writes.try_send(Write::Bus(node.into(), msg)).is_ok();
+        let answer = if sent {
+            tokio::time::timeout(Duration::from_secs(5), rx)
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+        } else {
+            None
+        };
+        self.migrations.remove(&token);
+        let state = answer??;
+        Some(crate::c2s::sm::Migrated {
+            h_in: state.h_in,
+            acked: state.acked,
+            unacked: state
+                .unacked
+                .iter()
+                .filter_map(|x| Element::parse(x).ok())
+                .collect(),
+        })
+    }
+
+    pub(crate) fn reply_migrated(
+        &self,
+        node: &str,
+        token: u64,
+        state: Option<wire::MigratedState>,
+    ) {
+        let _ = self
+            .writes
+            .try_send(Write::Bus(node.into(), BusMsg::Migrated { token, state }));
+    }
+
+    pub(crate) fn migrated(&self, token: u64, state: Option<wire::MigratedState>) {
+        if let Some((_, tx)) = self.migrations.remove(&token) {
+            let _ = tx.send(state);
+        }
     }
 
     /// The live nodes, sorted.
@@ -509,7 +568,16 @@ impl Cluster {
                         self.directory.up(self.sink(&node), &jid, rec)
                     }
                     Ok(Event::Down { node, jid, id }) if *node != *self.node => {
-                        self.directory.down(&jid, id)
+                        self.directory.down(&jid, id);
+                        // Copies of a user's data made while routing to them (privacy lists)
+                        // are kept only while they are online somewhere.
+                        if let Ok(user) = rookery_core::FullJid::new(&jid).map(|j| j.to_bare()) {
+                            if server.sessions.resources(&user).is_empty() {
+                                for c in &server.modules.caches {
+                                    c.forget(&user);
+                                }
+                            }
+                        }
                     }
                     Ok(Event::NodeDown { node }) if *node != *self.node => {
                         self.directory.node_down(&node)

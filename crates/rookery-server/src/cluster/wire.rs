@@ -22,6 +22,9 @@ pub struct Record {
     pub carbons: bool,
     pub interested: bool,
     pub blocklist: bool,
+    /// The XEP-0198 id the session may be resumed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumable: Option<String>,
 }
 
 impl Record {
@@ -36,6 +39,7 @@ impl Record {
             carbons: st.carbons,
             interested: st.interested,
             blocklist: st.blocklist_interested,
+            resumable: st.resumable.clone(),
         }
     }
 
@@ -54,6 +58,7 @@ impl Record {
             blocklist_interested: self.blocklist,
             interested: self.interested,
             directed: Default::default(),
+            resumable: self.resumable.clone(),
         }
     }
 }
@@ -97,6 +102,25 @@ pub enum BusMsg {
     },
     /// A stanza for a service this node is home to.
     Route { xml: String },
+    /// A client resumes (XEP-0198) on node `from` a session this node holds: hand it over.
+    Migrate {
+        id: String,
+        user: String,
+        from: String,
+        token: u64,
+    },
+    /// The answer to `Migrate`: the session's state, or nothing when it is not here (anymore).
+    Migrated {
+        token: u64,
+        state: Option<MigratedState>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MigratedState {
+    pub h_in: u32,
+    pub acked: u32,
+    pub unacked: Vec<String>,
 }
 
 /// For a session that ended before a stanza reached it: a message goes to the account instead
@@ -138,7 +162,11 @@ pub async fn serve(server: &Server, msg: BusMsg) {
                 Some(s) => {
                     crate::router::send_to_session(server, &s, el);
                 }
-                None => redeliver(server, &to, el).await,
+                // Rerouting may wait on storage: not in the bus reader's way.
+                None => {
+                    let server = server.arc();
+                    tokio::spawn(async move { redeliver(&server, &to, el).await });
+                }
             }
         }
         BusMsg::Close {
@@ -150,6 +178,26 @@ pub async fn serve(server: &Server, msg: BusMsg) {
             let Ok(to) = FullJid::new(&to) else { return };
             if let Some(s) = server.sessions.get_local(&to).filter(|s| s.id == id) {
                 s.close(condition(&c), text).await;
+            }
+        }
+        BusMsg::Migrate {
+            id,
+            user,
+            from,
+            token,
+        } => {
+            // Waits for the session task: not in the bus reader's way.
+            let server = server.arc();
+            tokio::spawn(async move {
+                let state = hand_over(&server, &id, &user).await;
+                if let Some(c) = &server.cluster {
+                    c.reply_migrated(&from, token, state);
+                }
+            });
+        }
+        BusMsg::Migrated { token, state } => {
+            if let Some(c) = &server.cluster {
+                c.migrated(token, state);
             }
         }
         BusMsg::Route { xml } => {
@@ -164,4 +212,28 @@ pub async fn serve(server: &Server, msg: BusMsg) {
             crate::router::to_service_here(server, &domain, el).await;
         }
     }
+}
+
+/// Asks the hibernating session `id` of `user` to hand its state over.
+async fn hand_over(server: &Server, id: &str, user: &str) -> Option<MigratedState> {
+    use crate::c2s::sm::Takeover;
+    use std::time::Duration;
+    let user = rookery_core::BareJid::new(user).ok()?;
+    let tx = server.sm.find(id, &user)?;
+    let (otx, orx) = tokio::sync::oneshot::channel();
+    // A session whose connection still looks alive takes no takeover: the client gets
+    // <failed/> and starts afresh.
+    tokio::time::timeout(Duration::from_secs(2), tx.send(Takeover::Elsewhere(otx)))
+        .await
+        .ok()?
+        .ok()?;
+    let m = tokio::time::timeout(Duration::from_secs(2), orx)
+        .await
+        .ok()?
+        .ok()?;
+    Some(MigratedState {
+        h_in: m.h_in,
+        acked: m.acked,
+        unacked: m.unacked.iter().map(|e| e.to_xml()).collect(),
+    })
 }

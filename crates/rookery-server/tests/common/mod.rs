@@ -130,6 +130,30 @@ impl TestServer {
         c
     }
 
+    /// Signs in without binding; returns the stream ready for `<bind/>` or `<resume/>`.
+    pub async fn authenticated(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> (
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        client::Reader,
+    ) {
+        let cfg = self.settings(password, Mechanism::ScramSha256);
+        let (mut io, mut reader, features) = client::secure_stream(&cfg).await.unwrap();
+        client::authenticate(&cfg, user, &mut io, &mut reader, &features)
+            .await
+            .unwrap();
+        let features = client::open_stream(&cfg, &mut io, &mut reader)
+            .await
+            .unwrap();
+        assert!(
+            features.has_child("sm", "urn:xmpp:sm:3"),
+            "sm offered after auth: {features}"
+        );
+        (io, reader)
+    }
+
     /// Signs in with resource `resource` (a user's second session).
     pub async fn login_as(&self, user: &str, password: &str, resource: &str) -> Client {
         let online = client::login_as(
