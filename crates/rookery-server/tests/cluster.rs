@@ -419,3 +419,53 @@ async fn a_session_resumes_on_another_node_with_every_message_once() {
     let m = bob.recv_until(|e| e.name() == "message").await;
     assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("four"));
 }
+
+#[tokio::test]
+async fn pep_published_on_one_node_is_read_on_another() {
+    let Some(nodes) = cluster(2).await else {
+        return;
+    };
+    let mut desk = nodes[0].login_as("alice", "pw123456", "desk").await;
+    let mut phone = nodes[1].login_as("alice", "pw123456", "phone").await;
+    let nick = "http://jabber.org/protocol/nick";
+    let publish = |v: &str| {
+        Element::parse(&format!(
+            "<iq xmlns='jabber:client' type='set' id='p-{v}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{nick}'><item id='current'><nick xmlns='{nick}'>{v}</nick></item></publish></pubsub></iq>"
+        ))
+        .unwrap()
+    };
+    let read = || {
+        Element::parse(&format!(
+            "<iq xmlns='jabber:client' type='get' id='g' to='alice@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='{nick}'/></pubsub></iq>"
+        ))
+        .unwrap()
+    };
+    let current =
+        |r: &Element| r.to_xml().contains(">one<") as u8 + 2 * r.to_xml().contains(">two<") as u8;
+    let caches = &nodes[1].server.modules.caches;
+    let pep = caches.iter().find(|c| c.topic() == "pep").unwrap();
+    let alice = "alice@localhost".parse().unwrap();
+    // Node 2 may hold a copy of Alice's PEP (loaded when her phone came online); a publish on
+    // node 1 makes it drop that copy (asynchronously: a read racing the invalidation may still
+    // see the old one).
+    let r = desk.iq(publish("one")).await;
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    wait_for(
+        || !pep.holds(&alice),
+        "node 2 to drop its copy of Alice's PEP",
+    )
+    .await;
+    let r = phone.iq(read()).await;
+    assert_eq!(current(&r), 1, "{r}");
+    // Again, now that node 2 surely holds a copy with "one".
+    assert!(pep.holds(&alice));
+    let r = desk.iq(publish("two")).await;
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    wait_for(
+        || !pep.holds(&alice),
+        "node 2 to drop its copy of Alice's PEP",
+    )
+    .await;
+    let r = phone.iq(read()).await;
+    assert_eq!(current(&r), 2, "{r}");
+}

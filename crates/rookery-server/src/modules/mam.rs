@@ -44,6 +44,7 @@ impl Default for Prefs {
 #[derive(Default)]
 pub struct Mam {
     prefs: DashMap<BareJid, Arc<Prefs>>,
+    epoch: super::CacheEpoch,
 }
 
 impl super::UserCache for Mam {
@@ -52,6 +53,7 @@ impl super::UserCache for Mam {
     }
 
     fn forget(&self, user: &BareJid) {
+        self.epoch.bump();
         self.prefs.remove(user);
     }
 
@@ -109,12 +111,11 @@ impl Mam {
         if let Some(p) = self.prefs.get(user) {
             return p.clone();
         }
-        let p: Prefs = server
-            .storage
-            .kv_get(user, PREFS, "")
-            .await
-            .ok()
-            .flatten()
+        let stored = self
+            .epoch
+            .load(|| async { server.storage.kv_get(user, PREFS, "").await.ok().flatten() })
+            .await;
+        let p: Prefs = stored
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
         let p = Arc::new(p);

@@ -248,6 +248,37 @@ pub struct Registry {
     pub caches: Vec<Arc<dyn UserCache>>,
 }
 
+/// Counts a cache's invalidations, so a copy loaded while one happened is not kept: without
+/// it, a load that read storage before another node's change and finished after its
+/// invalidation would keep the old copy for good.
+#[derive(Default)]
+pub struct CacheEpoch(std::sync::atomic::AtomicU64);
+
+impl CacheEpoch {
+    pub fn now(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Loads with `load` until no invalidation happened meanwhile (a few tries at most).
+    pub async fn load<T, F: std::future::Future<Output = T>>(
+        &self,
+        mut load: impl FnMut() -> F,
+    ) -> T {
+        for _ in 0..3 {
+            let at = self.now();
+            let v = load().await;
+            if self.now() == at {
+                return v;
+            }
+        }
+        load().await
+    }
+}
+
 /// Per-user data a module caches from storage. In a cluster, the node that changes it tells the
 /// others, which forget their copy (`Server::changed_user_data`).
 pub trait UserCache: Send + Sync {

@@ -160,6 +160,7 @@ impl super::UserCache for Store {
 #[derive(Default)]
 pub struct Store {
     cache: DashMap<BareJid, Arc<Lists>>,
+    epoch: super::CacheEpoch,
 }
 
 impl Store {
@@ -167,6 +168,7 @@ impl Store {
         if let Some(l) = self.cache.get(user) {
             return l.clone();
         }
+        let at = self.epoch.now();
         let stored = server.storage.kv_get(user, STORE, "").await.ok().flatten();
         let mut l: Lists = stored
             .and_then(|s| serde_json::from_str(&s).ok())
@@ -188,7 +190,10 @@ impl Store {
             }
         }
         let l = Arc::new(l);
-        self.cache.insert(user.clone(), l.clone());
+        // Invalidated meanwhile: this copy may predate the change, so it is not kept.
+        if self.epoch.now() == at {
+            self.cache.insert(user.clone(), l.clone());
+        }
         l
     }
 
@@ -206,6 +211,7 @@ impl Store {
     }
 
     pub fn forget(&self, user: &BareJid) {
+        self.epoch.bump();
         self.cache.remove(user);
     }
 

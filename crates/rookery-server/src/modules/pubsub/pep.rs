@@ -30,6 +30,24 @@ pub trait PepObserver: Send + Sync {
     async fn changed(&self, server: &Server, pep: &Pep, owner: &BareJid, b: &Broadcast);
 }
 
+/// Other cluster nodes drop their copy of a PEP service changed here (`UserCache`).
+const CACHE_TOPIC: &str = "pep";
+
+impl super::super::UserCache for Pep {
+    fn topic(&self) -> &'static str {
+        CACHE_TOPIC
+    }
+
+    fn forget(&self, user: &BareJid) {
+        self.epoch.bump();
+        self.services.remove(user);
+    }
+
+    fn holds(&self, user: &BareJid) -> bool {
+        self.services.contains_key(user)
+    }
+}
+
 pub struct Pep {
     options: PubSubOptions,
     services: DashMap<BareJid, Arc<Mutex<PubSub>>>,
@@ -38,6 +56,7 @@ pub struct Pep {
     /// its PEP as local contacts do.
     remote: DashMap<BareJid, HashSet<FullJid>>,
     observers: std::sync::OnceLock<Vec<Arc<dyn PepObserver>>>,
+    epoch: super::super::CacheEpoch,
 }
 
 impl Pep {
@@ -48,6 +67,7 @@ impl Pep {
             caps: caps::Registry::default(),
             remote: DashMap::new(),
             observers: std::sync::OnceLock::new(),
+            epoch: Default::default(),
         }
     }
 
@@ -73,7 +93,10 @@ impl Pep {
         if let Some(s) = self.services.get(owner) {
             return s.clone();
         }
-        let loaded = super::load(server, owner.as_str(), self.policy(owner)).await;
+        let loaded = self
+            .epoch
+            .load(|| super::load(server, owner.as_str(), self.policy(owner)))
+            .await;
         self.services
             .entry(owner.clone())
             .or_insert_with(|| Arc::new(Mutex::new(loaded)))
@@ -140,6 +163,9 @@ impl Pep {
             let mut s = svc.lock().await;
             let out = s.handle(op, &req, chrono::Utc::now().timestamp_micros());
             super::persist(server, owner.as_str(), &out.changes).await;
+            if !out.changes.is_empty() {
+                server.changed_user_data(CACHE_TOPIC, owner);
+            }
             out
         };
         self.deliver(server, owner, &out).await;
@@ -383,6 +409,7 @@ impl Module for Pep {
     }
 
     fn register(self: Arc<Self>, reg: &mut Registry) {
+        reg.caches.push(self.clone());
         let _ = self.observers.set(vec![
             Arc::new(super::avatar::Avatars) as Arc<dyn PepObserver>,
             Arc::new(super::bookmarks::Bookmarks),
@@ -420,6 +447,9 @@ impl IqHandler for Pep {
             let mut s = svc.lock().await;
             let out = s.handle(op, &who, chrono::Utc::now().timestamp_micros());
             super::persist(server, owner.as_str(), &out.changes).await;
+            if !out.changes.is_empty() {
+                server.changed_user_data(CACHE_TOPIC, owner);
+            }
             out
         };
         drop(svc);
