@@ -35,6 +35,12 @@ fn redis_url() -> Option<String> {
 /// carol.
 async fn cluster(n: usize) -> Option<Vec<TestServer>> {
     let url = redis_url()?;
+    cluster_on(vec![url; n]).await
+}
+
+/// Nodes each reaching Redis at its own URL (a proxy, to cut a node off).
+async fn cluster_on(urls: Vec<String>) -> Option<Vec<TestServer>> {
+    let n = urls.len();
     let prefix = format!(
         "rookery-test-{}-{:x}",
         std::process::id(),
@@ -42,8 +48,8 @@ async fn cluster(n: usize) -> Option<Vec<TestServer>> {
     );
     let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
     let mut nodes = vec![];
-    for i in 1..=n {
-        let (url, prefix) = (url.clone(), prefix.clone());
+    for (i, url) in (1..=n).zip(urls) {
+        let prefix = prefix.clone();
         let node = TestServer::start_sharing(
             move |c| {
                 c.cluster.redis = Some(url);
@@ -468,4 +474,74 @@ async fn pep_published_on_one_node_is_read_on_another() {
     .await;
     let r = phone.iq(read()).await;
     assert_eq!(current(&r), 2, "{r}");
+}
+
+/// A TCP proxy to Redis whose connections the test can cut.
+struct Cuttable {
+    url: String,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Cuttable {
+    async fn new(upstream: &str) -> Cuttable {
+        let upstream = upstream
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}/", l.local_addr().unwrap());
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let c = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = l.accept().await {
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                c.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Cuttable { url, conns }
+    }
+
+    /// Drops every connection made so far (new ones go through).
+    fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_redis_reconnects_and_catches_up() {
+    let Some(direct) = redis_url() else { return };
+    let proxy = Cuttable::new(&direct).await;
+    let Some(nodes) = cluster_on(vec![direct.clone(), proxy.url.clone()]).await else {
+        return;
+    };
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    let mut bob = nodes[1].login("bob", "pw123456").await;
+    known_everywhere(&nodes, "alice@localhost/r").await;
+    known_everywhere(&nodes, "bob@localhost/r").await;
+    proxy.cut();
+    // While node 2 is cut off, Carol signs in on node 1: node 2 misses that event.
+    let _carol = nodes[0].login("carol", "pw123456").await;
+    // Node 2 resubscribes and reloads the directory.
+    known_everywhere(&nodes[1..], "carol@localhost/r").await;
+    alice
+        .send("<message to='bob@localhost/r' type='chat'><body>still there?</body></message>")
+        .await;
+    let m = bob.recv_until(|e| e.name() == "message").await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("still there?")
+    );
+    bob.send("<message to='alice@localhost/r' type='chat'><body>yes</body></message>")
+        .await;
+    let m = alice.recv_until(|e| e.name() == "message").await;
+    assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("yes"));
 }

@@ -250,21 +250,12 @@ impl Cluster {
         server: &Arc<Server>,
     ) -> anyhow::Result<Vec<futures_util::future::BoxFuture<'static, ()>>> {
         let mut conn = redis::aio::ConnectionManager::new(self.client.clone()).await?;
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(self.key(&["events"])).await?;
-        pubsub.subscribe(self.key(&["bus", &self.node])).await?;
+        let pubsub = self.subscribe().await?;
         // Sessions an earlier run of this node left behind ended without anyone being told.
         self.purge(server, &mut conn, &self.node.clone()).await?;
         self.beat(&mut conn).await?;
         let live = self.refresh_live(&mut conn).await?;
-        for node in live.iter().filter(|n| n.as_ref() != self.node.as_ref()) {
-            let all: Vec<(String, String)> = conn.hgetall(self.key(&["sessions", node])).await?;
-            for (jid, rec) in all {
-                if let Ok(rec) = serde_json::from_str::<Record>(&rec) {
-                    self.directory.up(self.sink(node), &jid, rec);
-                }
-            }
-        }
+        self.load_directory(&mut conn, &live).await?;
         tracing::info!(node = %self.node, live = ?live, "joined the cluster");
         // Services loaded everything at start; keep only what this node is home to.
         for svc in server.modules.services.values() {
@@ -543,7 +534,71 @@ impl Cluster {
     }
 
     /// Applies other nodes' directory events and serves this node's bus.
-    async fn reader(self: Arc<Self>, server: &Arc<Server>, mut pubsub: redis::aio::PubSub) {
+    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(self.key(&["events"])).await?;
+        pubsub.subscribe(self.key(&["bus", &self.node])).await?;
+        Ok(pubsub)
+    }
+
+    /// Reads every other live node's sessions into the directory, replacing what it held.
+    async fn load_directory(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        live: &[Arc<str>],
+    ) -> redis::RedisResult<()> {
+        for node in live.iter().filter(|n| n.as_ref() != self.node.as_ref()) {
+            let all: Vec<(String, String)> = conn.hgetall(self.key(&["sessions", node])).await?;
+            self.directory.node_down(node);
+            for (jid, rec) in all {
+                if let Ok(rec) = serde_json::from_str::<Record>(&rec) {
+                    self.directory.up(self.sink(node), &jid, rec);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves the bus until shutdown; when the subscription breaks (Redis restarted, network),
+    /// subscribes again and reloads the directory, since events were missed meanwhile.
+    async fn reader(self: Arc<Self>, server: &Arc<Server>, first: redis::aio::PubSub) {
+        let mut pubsub = Some(first);
+        loop {
+            let ps = match pubsub.take() {
+                Some(ps) => ps,
+                None => {
+                    let again = async {
+                        let ps = self.subscribe().await?;
+                        let mut conn =
+                            redis::aio::ConnectionManager::new(self.client.clone()).await?;
+                        let live = self.refresh_live(&mut conn).await?;
+                        self.load_directory(&mut conn, &live).await?;
+                        Ok::<_, redis::RedisError>(ps)
+                    };
+                    match again.await {
+                        Ok(ps) => {
+                            tracing::info!("the cluster bus is back");
+                            ps
+                        }
+                        Err(e) => {
+                            tracing::warn!(%e, "cluster bus reconnection failed");
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                                _ = server.shutdown.cancelled() => return,
+                            }
+                        }
+                    }
+                }
+            };
+            self.serve_bus(server, ps).await;
+            if server.shutdown.is_cancelled() || self.is_halted() {
+                return;
+            }
+            tracing::error!("the cluster bus connection ended; reconnecting");
+        }
+    }
+
+    async fn serve_bus(&self, server: &Arc<Server>, mut pubsub: redis::aio::PubSub) {
         use futures_util::StreamExt;
         let events = self.key(&["events"]);
         let mut stream = pubsub.on_message();
@@ -551,10 +606,7 @@ impl Cluster {
             let msg = tokio::select! {
                 m = stream.next() => match m {
                     Some(m) => m,
-                    None => {
-                        tracing::error!("the cluster bus connection ended");
-                        return;
-                    }
+                    None => return,
                 },
                 _ = server.shutdown.cancelled() => return,
             };
