@@ -545,3 +545,39 @@ async fn a_node_cut_off_from_redis_reconnects_and_catches_up() {
     let m = alice.recv_until(|e| e.name() == "message").await;
     assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("yes"));
 }
+
+#[tokio::test]
+async fn pep_notifications_reach_contacts_on_other_nodes_that_want_them() {
+    let Some(nodes) = cluster(2).await else {
+        return;
+    };
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    let mut bob = nodes[1].login("bob", "pw123456").await;
+    known_everywhere(&nodes, "alice@localhost/r").await;
+    known_everywhere(&nodes, "bob@localhost/r").await;
+    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+    // Bob's client wants tunes; only node 2 learns what his capabilities mean.
+    common::announce_caps(&mut bob, &["urn:x:tune+notify"]).await;
+    alice.drain().await;
+    let publish = |node: &str, v: &str| {
+        Element::parse(&format!(
+            "<iq xmlns='jabber:client' type='set' id='p'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{node}'><item id='current'><x xmlns='{node}'>{v}</x></item></publish></pubsub></iq>"
+        ))
+        .unwrap()
+    };
+    // A node Bob did not ask for reaches nobody; the tune does.
+    alice.iq(publish("urn:x:mood", "happy")).await;
+    alice.iq(publish("urn:x:tune", "la")).await;
+    let m = bob
+        .recv_until(|e| {
+            e.name() == "message" && e.has_child("event", "http://jabber.org/protocol/pubsub#event")
+        })
+        .await;
+    assert!(m.to_xml().contains("urn:x:tune"), "{m}");
+    assert_eq!(m.attr("from"), Some("alice@localhost"));
+    let rest = bob.drain().await;
+    assert!(
+        !rest.iter().any(|e| e.to_xml().contains("urn:x:mood")),
+        "{rest:?}"
+    );
+}

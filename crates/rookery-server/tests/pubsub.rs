@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{error_condition, Client, TestServer};
+use common::{announce_caps, disco_info, error_condition, Client, TestServer};
 use rookery_core::storage::{RosterItem, Subscription};
 use rookery_core::BareJid;
 use rookery_xml::{ns, Element};
@@ -397,49 +397,6 @@ async fn befriend(s: &TestServer, a: &str, b: &str) {
             .put_roster_item(&user, &item)
             .await
             .unwrap();
-    }
-}
-
-/// A client's disco#info for XEP-0115, with these extra features.
-fn disco_info(features: &[&str]) -> Element {
-    let mut q = Element::new("query", INFO).with_child(
-        Element::new("identity", INFO)
-            .with_attr("category", "client")
-            .with_attr("type", "pc")
-            .with_attr("name", "Test"),
-    );
-    for f in [INFO].iter().chain(features) {
-        q.push_child(Element::new("feature", INFO).with_attr("var", *f));
-    }
-    q
-}
-
-/// Sends presence with caps for `features` and answers the server's disco#info queries about
-/// them (from the account itself and from contacts' PEP services).
-async fn announce_caps(c: &mut Client, features: &[&str]) {
-    let info = disco_info(features);
-    let ver = rookery_server::modules::pubsub::caps::ver(&info, "sha-1").unwrap();
-    c.send(&format!(
-        "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='urn:test' ver='{ver}'/></presence>"
-    ))
-    .await;
-    let got = c.drain().await;
-    let queries: Vec<&Element> = got
-        .iter()
-        .filter(|e| e.name() == "iq" && e.attr("type") == Some("get") && e.has_child("query", INFO))
-        .collect();
-    assert!(!queries.is_empty(), "no caps query in {got:?}");
-    for q in queries {
-        let node = q.get_child("query", INFO).unwrap().attr("node").unwrap();
-        assert_eq!(node, format!("urn:test#{ver}"));
-        let mut answer = info.clone();
-        answer.set_attr("node", node);
-        let r = Element::new("iq", ns::CLIENT)
-            .with_attr("type", "result")
-            .with_attr("id", q.attr("id").unwrap())
-            .with_attr("to", q.attr("from").unwrap())
-            .with_child(answer);
-        c.send_el(r).await;
     }
 }
 

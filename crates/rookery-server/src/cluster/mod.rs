@@ -67,6 +67,26 @@ impl RemoteSink {
             })
     }
 
+    /// Delivers `el` only if the session's node says the session wants it (`filter` with `key`,
+    /// see `modules::DeliveryFilter`).
+    pub fn deliver_if(
+        &self,
+        to: &rookery_core::FullJid,
+        id: u64,
+        el: Element,
+        filter: &str,
+        key: &str,
+    ) {
+        let msg = BusMsg::DeliverIf {
+            to: to.to_string(),
+            id,
+            xml: el.to_xml(),
+            filter: filter.to_string(),
+            key: key.to_string(),
+        };
+        let _ = self.writes.try_send(Write::Bus(self.node.clone(), msg));
+    }
+
     pub fn close(
         &self,
         to: &rookery_core::FullJid,

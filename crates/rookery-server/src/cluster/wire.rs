@@ -100,6 +100,14 @@ pub enum BusMsg {
         #[serde(default)]
         text: Option<String>,
     },
+    /// A stanza for one of this node's sessions if `filter` says it wants it.
+    DeliverIf {
+        to: String,
+        id: u64,
+        xml: String,
+        filter: String,
+        key: String,
+    },
     /// A stanza for a service this node is home to.
     Route { xml: String },
     /// A client resumes (XEP-0198) on node `from` a session this node holds: hand it over.
@@ -166,6 +174,27 @@ pub async fn serve(server: &Server, msg: BusMsg) {
                 None => {
                     let server = server.arc();
                     tokio::spawn(async move { redeliver(&server, &to, el).await });
+                }
+            }
+        }
+        BusMsg::DeliverIf {
+            to,
+            xml,
+            filter,
+            key,
+            ..
+        } => {
+            let Ok(to) = FullJid::new(&to) else { return };
+            let Some(f) = server.modules.delivery_filters.get(filter.as_str()) else {
+                return;
+            };
+            if let Some(s) = server
+                .sessions
+                .get_local(&to)
+                .filter(|_| f.wants(&to, &key))
+            {
+                if let Ok(el) = Element::parse(&xml) {
+                    crate::router::send_to_session(server, &s, el);
                 }
             }
         }

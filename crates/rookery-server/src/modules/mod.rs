@@ -246,6 +246,15 @@ pub struct Registry {
     pub listeners: Vec<Arc<dyn ModuleListener>>,
     /// Per-user caches other cluster nodes may make stale.
     pub caches: Vec<Arc<dyn UserCache>>,
+    /// Decisions only the node serving a session can make (`DeliveryFilter`), by name.
+    pub delivery_filters: HashMap<&'static str, Arc<dyn DeliveryFilter>>,
+}
+
+/// Whether a local session wants a stanza, by what only its own node knows (PEP: the
+/// capabilities its client announced). In a cluster, another node sends such a stanza with the
+/// filter's name and lets the session's node decide (`cluster::RemoteSink::deliver_if`).
+pub trait DeliveryFilter: Send + Sync {
+    fn wants(&self, to: &rookery_core::FullJid, key: &str) -> bool;
 }
 
 /// Counts a cache's invalidations, so a copy loaded while one happened is not kept: without

@@ -30,6 +30,16 @@ pub trait PepObserver: Send + Sync {
     async fn changed(&self, server: &Server, pep: &Pep, owner: &BareJid, b: &Broadcast);
 }
 
+/// The filter other cluster nodes name when a PEP notification may interest one of this
+/// node's sessions (`DeliveryFilter`).
+const DELIVERY_FILTER: &str = "pep-notify";
+
+impl super::super::DeliveryFilter for Pep {
+    fn wants(&self, to: &FullJid, node: &str) -> bool {
+        self.caps.interests_of(to).is_some_and(|i| i.contains(node))
+    }
+}
+
 /// Other cluster nodes drop their copy of a PEP service changed here (`UserCache`).
 const CACHE_TOPIC: &str = "pep";
 
@@ -244,15 +254,20 @@ impl Pep {
             for (to, session, rel) in &audience {
                 let bare = to.to_bare();
                 let is_owner = &bare == owner;
-                let wants = self
-                    .caps
-                    .interests_of(to)
-                    .is_some_and(|i| i.contains(&b.node));
+                let known = self.caps.interests_of(to);
+                let wants = known.as_ref().is_some_and(|i| i.contains(&b.node));
+                // A session on another cluster node whose capabilities only that node knows:
+                // it decides.
+                let ask_its_node =
+                    known.is_none() && session.as_ref().and_then(|s| s.remote_sink()).is_some();
                 let told = b
                     .notified
                     .iter()
                     .any(|j| j == to.as_str() || j == bare.as_str());
-                if !wants || told || b.access.check(bare.as_str(), is_owner, rel).is_err() {
+                if !(wants || ask_its_node)
+                    || told
+                    || b.access.check(bare.as_str(), is_owner, rel).is_err()
+                {
                     continue;
                 }
                 let n = super::engine::Notice {
@@ -264,6 +279,11 @@ impl Pep {
                 };
                 let m = super::message(owner.as_str(), &n);
                 match session {
+                    Some(s) if ask_its_node => {
+                        if let Some(r) = s.remote_sink() {
+                            r.deliver_if(&s.jid, s.id, m, DELIVERY_FILTER, &b.node);
+                        }
+                    }
                     Some(s) => {
                         crate::router::send_to_session(server, s, m);
                     }
@@ -409,6 +429,7 @@ impl Module for Pep {
     }
 
     fn register(self: Arc<Self>, reg: &mut Registry) {
+        reg.delivery_filters.insert(DELIVERY_FILTER, self.clone());
         reg.caches.push(self.clone());
         let _ = self.observers.set(vec![
             Arc::new(super::avatar::Avatars) as Arc<dyn PepObserver>,
