@@ -99,6 +99,15 @@ async fn known_everywhere(nodes: &[TestServer], full: &str) {
     }
 }
 
+/// Alice signed in on the first node and Bob on the second, each known to every node.
+async fn alice_and_bob(nodes: &[TestServer]) -> (Client, Client) {
+    let alice = nodes[0].login("alice", "pw123456").await;
+    let bob = nodes[1].login("bob", "pw123456").await;
+    known_everywhere(nodes, "alice@localhost/r").await;
+    known_everywhere(nodes, "bob@localhost/r").await;
+    (alice, bob)
+}
+
 async fn roster_get(c: &mut Client) {
     c.iq(Element::parse(
         "<iq xmlns='jabber:client' type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>",
@@ -143,10 +152,7 @@ async fn users_on_different_nodes_subscribe_chat_and_get_carbons() {
     let Some(nodes) = cluster(3).await else {
         return;
     };
-    let mut alice = nodes[0].login("alice", "pw123456").await;
-    let mut bob = nodes[1].login("bob", "pw123456").await;
-    known_everywhere(&nodes, "alice@localhost/r").await;
-    known_everywhere(&nodes, "bob@localhost/r").await;
+    let (mut alice, mut bob) = alice_and_bob(&nodes).await;
     befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
 
     // Alice's second session, on the third node, with carbons.
@@ -268,10 +274,7 @@ async fn a_dead_nodes_sessions_are_purged_and_contacts_see_them_go() {
     let Some(nodes) = cluster(3).await else {
         return;
     };
-    let mut alice = nodes[0].login("alice", "pw123456").await;
-    let mut bob = nodes[1].login("bob", "pw123456").await;
-    known_everywhere(&nodes, "alice@localhost/r").await;
-    known_everywhere(&nodes, "bob@localhost/r").await;
+    let (mut alice, mut bob) = alice_and_bob(&nodes).await;
     befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
     // Node 2 stops dead: no goodbye, no unavailable presence from Bob's session.
     nodes[1].server.cluster.as_ref().unwrap().halt();
@@ -523,10 +526,7 @@ async fn a_node_cut_off_from_redis_reconnects_and_catches_up() {
     let Some(nodes) = cluster_on(vec![direct.clone(), proxy.url.clone()]).await else {
         return;
     };
-    let mut alice = nodes[0].login("alice", "pw123456").await;
-    let mut bob = nodes[1].login("bob", "pw123456").await;
-    known_everywhere(&nodes, "alice@localhost/r").await;
-    known_everywhere(&nodes, "bob@localhost/r").await;
+    let (mut alice, mut bob) = alice_and_bob(&nodes).await;
     proxy.cut();
     // While node 2 is cut off, Carol signs in on node 1: node 2 misses that event.
     let _carol = nodes[0].login("carol", "pw123456").await;
@@ -551,10 +551,7 @@ async fn pep_notifications_reach_contacts_on_other_nodes_that_want_them() {
     let Some(nodes) = cluster(2).await else {
         return;
     };
-    let mut alice = nodes[0].login("alice", "pw123456").await;
-    let mut bob = nodes[1].login("bob", "pw123456").await;
-    known_everywhere(&nodes, "alice@localhost/r").await;
-    known_everywhere(&nodes, "bob@localhost/r").await;
+    let (mut alice, mut bob) = alice_and_bob(&nodes).await;
     befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
     // Bob's client wants tunes; only node 2 learns what his capabilities mean.
     common::announce_caps(&mut bob, &["urn:x:tune+notify"]).await;
