@@ -10,6 +10,7 @@ pub mod component;
 pub mod forms;
 pub mod http;
 pub mod modules;
+pub mod portable;
 pub mod presence;
 pub mod rate;
 pub mod router;

@@ -81,6 +81,20 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Write every user's data (SCRAM keys, rosters, vCards, private XML, offline messages,
+    /// archives, PEP) as one XEP-0227 file, the format Prosody and ejabberd import too.
+    /// Reads the configured storage; the file holds credentials: keep it private.
+    Export {
+        /// Where to write (created with owner-only permissions); standard output when absent.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Only these hosts (repeatable); all by default.
+        #[arg(long)]
+        host: Vec<String>,
+    },
+    /// Read a XEP-0227 file (from Rookery, Prosody or ejabberd) into the configured storage.
+    /// Accounts that exist already are left as they are and listed.
+    Import { file: std::path::PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -132,6 +146,12 @@ enum UserAction {
     Disable { jid: String },
     /// Re-enable a disabled account.
     Enable { jid: String },
+    /// Check a password against the stored SCRAM keys (read from standard input when not
+    /// given); exits with 1 when it does not match.
+    Check {
+        jid: String,
+        password: Option<String>,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -217,6 +237,8 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Check => check(config).await,
             Command::Migrate { from, to } => migrate(&from, &to).await,
+            Command::Export { out, host } => export(&config, out, &host).await,
+            Command::Import { file } => import(&config, &file).await,
         }
     })
 }
@@ -393,6 +415,18 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<()> {
                 }
             }
         }
+        UserAction::Check { jid, password: p } => {
+            let user = accounts::parse_user(&server.config, &jid)?;
+            let creds = server
+                .storage
+                .credentials(&user)
+                .await?
+                .with_context(|| format!("no account {user}"))?;
+            if !rookery_server::scram::verify_password(&creds, &password(p)?) {
+                anyhow::bail!("the password does not match {user}'s");
+            }
+            println!("the password matches {user}'s");
+        }
         UserAction::Disable { jid } => {
             let user = rookery_server::admin::set_disabled(&server, &jid, true).await?;
             println!("disabled {user}");
@@ -422,6 +456,49 @@ async fn migrate(from: &str, to: &str) -> anyhow::Result<()> {
         .context("opening the target storage")?;
     let report = rookery_server::storage::copy(source.as_ref(), target.as_ref()).await?;
     println!("copied {report}");
+    Ok(())
+}
+
+async fn export(
+    config: &Config,
+    out: Option<std::path::PathBuf>,
+    hosts: &[String],
+) -> anyhow::Result<()> {
+    let storage = rookery_server::storage::open(&config.storage_url())
+        .await
+        .context("opening the storage")?;
+    let (doc, report) = rookery_server::portable::export(storage.as_ref(), hosts).await?;
+    let xml = format!("<?xml version='1.0' encoding='UTF-8'?>\n{}\n", doc.to_xml());
+    match out {
+        Some(path) => {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new();
+            f.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+            f.open(&path)
+                .with_context(|| format!("creating {}", path.display()))?
+                .write_all(xml.as_bytes())?;
+            eprintln!("exported {} users to {}", report.users, path.display());
+        }
+        None => print!("{xml}"),
+    }
+    Ok(())
+}
+
+async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let doc = rookery_server::portable::parse(&text)
+        .with_context(|| format!("{} is not a readable XML document", file.display()))?;
+    let storage = rookery_server::storage::open(&config.storage_url())
+        .await
+        .context("opening the storage")?;
+    let report = rookery_server::portable::import(storage.as_ref(), &doc).await?;
+    println!("imported {} users", report.users);
+    for s in &report.skipped {
+        println!("skipped {s}: the account exists");
+    }
     Ok(())
 }
 

@@ -1,25 +1,12 @@
 //! `rookery migrate` as a user runs it: accounts made with the CLI reach a new SQLite database,
 //! and a second run into the filled target is refused.
 
-use std::process::{Command, Output};
+mod common;
 
-fn rookery(dir: &std::path::Path, storage: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rookery"))
-        .args(args)
-        .env("ROOKERY_DATA_DIR", format!("\"{}\"", dir.display()))
-        .env("ROOKERY_STORAGE", format!("\"{storage}\""))
-        .env("ROOKERY_HOSTS", "[\"localhost\"]")
-        .env_remove("ROOKERY_CONFIG")
-        .output()
-        .expect("running rookery")
-}
+use common::text;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn rookery(dir: &std::path::Path, storage: &str, args: &[&str]) -> std::process::Output {
+    common::rookery(dir, Some(storage), args)
 }
 
 #[test]

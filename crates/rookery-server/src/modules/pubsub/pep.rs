@@ -30,6 +30,17 @@ pub trait PepObserver: Send + Sync {
     async fn changed(&self, server: &Server, pep: &Pep, owner: &BareJid, b: &Broadcast);
 }
 
+/// What a PEP node is unless configured otherwise (XEP-0163 §7.1.1: one item, presence access,
+/// last item on subscription and presence).
+pub fn node_defaults() -> NodeConfig {
+    NodeConfig {
+        max_items: Some(1),
+        access_model: AccessModel::Presence,
+        send_last_published_item: SendLast::OnSubAndPresence,
+        ..NodeConfig::default()
+    }
+}
+
 /// The filter other cluster nodes name when a PEP notification may interest one of this
 /// node's sessions (`DeliveryFilter`).
 const DELIVERY_FILTER: &str = "pep-notify";
@@ -84,12 +95,7 @@ impl Pep {
     fn policy(&self, owner: &BareJid) -> Policy {
         Policy {
             jid: owner.to_string(),
-            defaults: NodeConfig {
-                max_items: Some(1),
-                access_model: AccessModel::Presence,
-                send_last_published_item: SendLast::OnSubAndPresence,
-                ..NodeConfig::default()
-            },
+            defaults: node_defaults(),
             max_items: self.options.max_items,
             auto_create: true,
             expose_publisher: None,
