@@ -176,6 +176,8 @@ pub struct HttpConfig {
     pub bosh_inactivity_seconds: u64,
     /// Longest `wait` a BOSH client may ask for.
     pub bosh_max_wait_seconds: u64,
+    /// Serve Prometheus metrics at `/metrics` to any client, not only to loopback ones.
+    pub metrics_public: bool,
 }
 
 impl Default for HttpConfig {
@@ -186,6 +188,7 @@ impl Default for HttpConfig {
             behind_tls_proxy: false,
             bosh_inactivity_seconds: 60,
             bosh_max_wait_seconds: 60,
+            metrics_public: false,
         }
     }
 }

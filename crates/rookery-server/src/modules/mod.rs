@@ -105,6 +105,16 @@ pub trait SessionHook: Send + Sync {
     /// fragment), `el` is what was stored. Features that keep another copy (PEP avatars,
     /// bookmarks) follow.
     async fn on_user_data(&self, _server: &Server, _user: &BareJid, _store: &str, _el: &Element) {}
+    /// The session's connection dropped and it waits to be resumed (XEP-0198); `unacked` is what
+    /// was sent that the client has not acknowledged. What arrives meanwhile still goes through
+    /// `message_delivered` (the session is in `PresenceState::hibernating`).
+    async fn on_hibernating(
+        &self,
+        _server: &Server,
+        _session: &SessionHandle,
+        _unacked: &std::collections::VecDeque<Element>,
+    ) {
+    }
 }
 
 /// A service on a domain of its own (MUC, later pubsub and components): it receives every
@@ -174,6 +184,8 @@ pub trait StanzaHook: Send + Sync {
         _sessions: &[u64],
     ) {
     }
+    /// A message for local `user` went to offline storage (XEP-0160): no session got it.
+    async fn message_offline(&self, _server: &Server, _user: &BareJid, _el: &Element) {}
     /// A local client sends available presence, broadcast or (`directed`) to one JID; may
     /// annotate it (XEP-0398 avatar hash) and learn from it (XEP-0115 capabilities).
     async fn presence_outbound(
@@ -246,6 +258,8 @@ pub struct Registry {
     pub listeners: Vec<Arc<dyn ModuleListener>>,
     /// Per-user caches other cluster nodes may make stale.
     pub caches: Vec<Arc<dyn UserCache>>,
+    /// Module state read when metrics are scraped.
+    pub samplers: Vec<Arc<dyn crate::metrics::Sampler>>,
 }
 
 /// Counts a cache's invalidations, so a copy loaded while one happened is not kept: without
@@ -333,6 +347,10 @@ impl Registry {
 
     pub fn http(&mut self, h: Arc<dyn HttpRoutes>) {
         self.http.push(h);
+    }
+
+    pub fn sampler(&mut self, s: Arc<dyn crate::metrics::Sampler>) {
+        self.samplers.push(s);
     }
 
     pub fn listener(&mut self, l: Arc<dyn ModuleListener>) {
