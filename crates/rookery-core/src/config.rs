@@ -328,6 +328,15 @@ pub struct ModulesConfig {
     pub proxy65: Proxy65Options,
     pub extdisco: ExtdiscoOptions,
     pub pubsub: PubSubOptions,
+    pub push: PushOptions,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushOptions {
+    /// Put the last message's body in notifications (XEP-0357 §9: off by default, since it
+    /// passes through the app server and the platform's push service).
+    pub include_body: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,7 @@ pub mod privacy;
 pub mod private;
 pub mod proxy65;
 pub mod pubsub;
+pub mod push;
 pub mod register;
 pub mod roster;
 pub mod rpc;
@@ -424,5 +425,6 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
             config.modules.pubsub.clone(),
         )),
         Arc::new(pubsub::pep::Pep::new(config.modules.pubsub.clone())),
+        Arc::new(push::Push::new(config.modules.push.clone())),
     ]
 }
