@@ -318,7 +318,7 @@ impl Default for RegistrationConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModulesConfig {
-    /// Modules switched off by name (`version`, `vcard`, `private`, `last`, `time`, `ping`, `register`, `offline`).
+    /// Modules switched off by name (`version`, `vcard`, `private`, `last`, `time`, `ping`, `register`, `offline`, `push`).
     pub disabled: Vec<String>,
     pub version: VersionOptions,
     pub disco: DiscoOptions,
