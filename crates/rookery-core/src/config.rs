@@ -176,6 +176,8 @@ pub struct HttpConfig {
     pub bosh_inactivity_seconds: u64,
     /// Longest `wait` a BOSH client may ask for.
     pub bosh_max_wait_seconds: u64,
+    /// Serve Prometheus metrics at `/metrics` to any client, not only to loopback ones.
+    pub metrics_public: bool,
 }
 
 impl Default for HttpConfig {
@@ -186,6 +188,7 @@ impl Default for HttpConfig {
             behind_tls_proxy: false,
             bosh_inactivity_seconds: 60,
             bosh_max_wait_seconds: 60,
+            metrics_public: false,
         }
     }
 }
@@ -315,7 +318,7 @@ impl Default for RegistrationConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModulesConfig {
-    /// Modules switched off by name (`version`, `vcard`, `private`, `last`, `time`, `ping`, `register`, `offline`).
+    /// Modules switched off by name (`version`, `vcard`, `private`, `last`, `time`, `ping`, `register`, `offline`, `push`).
     pub disabled: Vec<String>,
     pub version: VersionOptions,
     pub disco: DiscoOptions,
@@ -325,6 +328,15 @@ pub struct ModulesConfig {
     pub proxy65: Proxy65Options,
     pub extdisco: ExtdiscoOptions,
     pub pubsub: PubSubOptions,
+    pub push: PushOptions,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushOptions {
+    /// Put the last message's body in notifications (XEP-0357 §9: off by default, since it
+    /// passes through the app server and the platform's push service).
+    pub include_body: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
 //! The batching archive writer shared by XEP-0313 users and rooms: messages queue here and are
 //! written in one transaction per batch; queries flush first so they see every earlier message.
 
+use crate::metrics::AtomicHistogram;
 use rookery_core::storage::{Archived, Storage};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
@@ -10,17 +11,25 @@ enum Write {
     Flush(oneshot::Sender<()>),
 }
 
-#[derive(Default)]
 pub struct ArchiveWriter {
     tx: OnceLock<mpsc::Sender<Write>>,
+    /// How long each batch takes to write.
+    latency: AtomicHistogram,
 }
 
 impl ArchiveWriter {
+    pub fn new(latency: AtomicHistogram) -> ArchiveWriter {
+        ArchiveWriter {
+            tx: OnceLock::new(),
+            latency,
+        }
+    }
+
     fn sender(&self, storage: &Arc<dyn Storage>) -> &mpsc::Sender<Write> {
         self.tx.get_or_init(|| {
             // Deep enough to absorb bursts without making senders wait on the disk.
             let (tx, rx) = mpsc::channel(65536);
-            tokio::spawn(write_loop(storage.clone(), rx));
+            tokio::spawn(write_loop(storage.clone(), rx, self.latency.clone()));
             tx
         })
     }
@@ -38,7 +47,11 @@ impl ArchiveWriter {
     }
 }
 
-async fn write_loop(storage: Arc<dyn Storage>, mut rx: mpsc::Receiver<Write>) {
+async fn write_loop(
+    storage: Arc<dyn Storage>,
+    mut rx: mpsc::Receiver<Write>,
+    latency: AtomicHistogram,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = Vec::new();
         let mut flushes = Vec::new();
@@ -52,9 +65,11 @@ async fn write_loop(storage: Arc<dyn Storage>, mut rx: mpsc::Receiver<Write>) {
                 next = rx.try_recv().ok();
             }
         }
+        let started = std::time::Instant::now();
         if let Err(e) = storage.archive_append(&batch).await {
             tracing::error!(%e, n = batch.len(), "archive write failed");
         }
+        latency.observe(started.elapsed());
         for f in flushes {
             let _ = f.send(());
         }

@@ -84,6 +84,9 @@ pub fn handshake_digest(id: &str, secret: &str) -> String {
 }
 
 async fn serve(server: &Arc<Server>, conn: TcpStream) -> Result<(), String> {
+    let _conn = server
+        .metrics
+        .connection(crate::metrics::Transport::Component);
     // Before the handshake, the small pre-authentication stanza limit applies (as for c2s).
     let mut s = Stream::with_ns(Box::new(conn), crate::c2s::limits(server, false), NS);
     let id = format!("{:x}", rand::random::<u128>());

@@ -144,6 +144,7 @@ pub fn router(
         .route("/http-bind", get(bosh_info).post(bosh_post))
         .route("/.well-known/host-meta", get(host_meta))
         .route("/.well-known/host-meta.json", get(host_meta_json))
+        .route("/metrics", get(metrics))
         .layer(cors)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
@@ -185,6 +186,28 @@ async fn ws(
                     .await;
             }
         })
+}
+
+async fn metrics(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+) -> Response {
+    if !crate::metrics::may_scrape(peer.ip(), st.server.config.http.metrics_public) {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to loopback clients only\n",
+        )
+            .into_response();
+    }
+    let body = st.server.metrics.render(&st.server).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn bosh_info() -> impl IntoResponse {

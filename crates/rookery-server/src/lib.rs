@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod component;
 pub mod forms;
 pub mod http;
+pub mod metrics;
 pub mod modules;
 pub mod portable;
 pub mod presence;
@@ -55,6 +56,8 @@ pub struct Server {
     pub s2s: s2s::Manager,
     /// The cluster this node belongs to, when `cluster.redis` is set.
     pub cluster: Option<Arc<cluster::Cluster>>,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: metrics::Metrics,
     /// This server, for tasks that outlive a call (outgoing s2s connections).
     this: std::sync::Weak<Server>,
 }
@@ -81,6 +84,7 @@ impl Server {
             Some(c) => Arc::new(cluster::ClusterRegistry::new(c.clone())),
             None => Arc::new(LocalRegistry::default()),
         };
+        let metrics = metrics::Metrics::new();
         Ok(Arc::new_cyclic(|this| Server {
             cluster,
             this: this.clone(),
@@ -103,7 +107,10 @@ impl Server {
             }),
             connections: tokio_util::task::TaskTracker::new(),
             sm: c2s::sm::Registry::default(),
-            archive: archive::ArchiveWriter::default(),
+            archive: archive::ArchiveWriter::new(
+                metrics.storage_histogram(metrics::StorageOp::ArchiveBatch),
+            ),
+            metrics,
         }))
     }
 

@@ -6,6 +6,7 @@ use crate::session::{DeliveryError, SessionHandle};
 use crate::{presence, Server};
 use rookery_core::stanza::{self, Kind, StanzaError};
 use rookery_core::{ns, BareJid, Element, FullJid, Jid};
+use std::time::Instant;
 
 /// Where a JID points from this server's point of view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +36,14 @@ pub fn classify(server: &Server, jid: &Jid) -> Dest {
     }
 }
 
-/// Routes a stanza a local client sent; `from` is already stamped with its full JID.
-pub async fn route_from_client(server: &Server, origin: &SessionHandle, el: Element) {
+/// Routes a stanza a local client sent; `from` is already stamped with its full JID. `arrived`:
+/// when its bytes were read, for the routing latency metric.
+pub async fn route_from_client(
+    server: &Server,
+    origin: &SessionHandle,
+    el: Element,
+    arrived: Instant,
+) {
     let to = match el.attr("to") {
         None => None,
         Some(t) => match Jid::new(t) {
@@ -59,7 +66,12 @@ pub async fn route_from_client(server: &Server, origin: &SessionHandle, el: Elem
         Some(Kind::Message) => {
             let to = to.unwrap_or_else(|| Jid::from(origin.bare()));
             let copy = (!server.modules.stanza_hooks.is_empty()).then(|| el.clone());
-            route_message(server, el, to).await;
+            if let Some(queued) = route_message(server, el, to).await {
+                server
+                    .metrics
+                    .routing
+                    .observe(queued.saturating_duration_since(arrived));
+            }
             if let Some(copy) = copy {
                 for h in &server.modules.stanza_hooks {
                     h.message_sent(server, origin, &copy).await;
@@ -119,7 +131,9 @@ pub async fn deliver(server: &Server, el: Element) {
         return;
     };
     match stanza::kind(&el) {
-        Some(Kind::Message) => route_message(server, el, to).await,
+        Some(Kind::Message) => {
+            route_message(server, el, to).await;
+        }
         Some(Kind::Iq) => route_iq(server, None, el, to).await,
         Some(Kind::Presence) => presence::inbound(server, el, to).await,
         None => {}
@@ -322,7 +336,8 @@ pub async fn account_exists(server: &Server, user: &BareJid) -> bool {
     matches!(server.storage.credentials(user).await, Ok(Some(_)))
 }
 
-async fn route_message(server: &Server, el: Element, to: Jid) {
+/// Returns when the message was queued for a local session, if it was.
+async fn route_message(server: &Server, el: Element, to: Jid) -> Option<Instant> {
     match classify(server, &to) {
         Dest::Server(_) => {
             // Nothing on the server consumes messages yet; say so rather than drop silently.
@@ -335,36 +350,38 @@ async fn route_message(server: &Server, el: Element, to: Jid) {
         Dest::Full(full) => match server.sessions.get(&full) {
             Some(s) => {
                 if !admit_inbound(server, &full.to_bare(), &el).await {
-                    return;
+                    return None;
                 }
                 let mut el = el;
                 annotate_inbound(server, &full.to_bare(), &mut el).await;
                 if send_to_session(server, &s, el.clone()) {
+                    let queued = Instant::now();
                     delivered(server, &full.to_bare(), &el, &[s.id]).await;
-                } else {
-                    bounce(server, &el, StanzaError::resource_constraint());
+                    return Some(queued);
                 }
+                bounce(server, &el, StanzaError::resource_constraint());
             }
             // RFC 6121 §8.5.3.2.1
             None => match el.attr("type").unwrap_or("normal") {
-                "normal" | "chat" => message_to_bare(server, el, full.to_bare()).await,
+                "normal" | "chat" => return message_to_bare(server, el, full.to_bare()).await,
                 "groupchat" => bounce(server, &el, StanzaError::service_unavailable()),
                 _ => {}
             },
         },
-        Dest::Bare(bare) => message_to_bare(server, el, bare).await,
+        Dest::Bare(bare) => return message_to_bare(server, el, bare).await,
     }
+    None
 }
 
-/// RFC 6121 §8.5.2: a message to a local bare JID.
-async fn message_to_bare(server: &Server, el: Element, user: BareJid) {
+/// RFC 6121 §8.5.2: a message to a local bare JID. Returns when it was queued for a session.
+async fn message_to_bare(server: &Server, el: Element, user: BareJid) -> Option<Instant> {
     let mtype = el.attr("type").unwrap_or("normal").to_string();
     if mtype == "groupchat" {
         bounce(server, &el, StanzaError::service_unavailable());
-        return;
+        return None;
     }
     if !admit_inbound(server, &user, &el).await {
-        return;
+        return None;
     }
     let mut el = el;
     let sessions: Vec<SessionHandle> = server
@@ -388,21 +405,23 @@ async fn message_to_bare(server: &Server, el: Element, user: BareJid) {
             }
         }
         if !got.is_empty() {
+            let queued = Instant::now();
             delivered(server, &user, &el, &got).await;
-            return;
+            return Some(queued);
         }
     }
     if mtype == "error" || mtype == "headline" {
-        return;
+        return None;
     }
     if !account_exists(server, &user).await {
         bounce(server, &el, StanzaError::service_unavailable());
-        return;
+        return None;
     }
     if !el.has_child("stanza-id", crate::modules::mam::SID) {
         annotate_inbound(server, &user, &mut el).await;
     }
     store_offline(server, el, &user).await;
+    None
 }
 
 /// XEP-0160: keep a message for later with a XEP-0203 delay stamp.
@@ -425,12 +444,20 @@ async fn store_offline(server: &Server, mut el: Element, user: &BareJid) {
         .to_string();
     el.push_child(stanza::delay(user.domain().as_str(), &stamp).with_text("Offline Storage"));
     let xml = el.to_xml();
-    match server
+    let started = Instant::now();
+    let pushed = server
         .storage
         .push_offline(user, &xml, server.config.limits.max_offline_messages)
-        .await
-    {
-        Ok(true) => {}
+        .await;
+    server
+        .metrics
+        .storage(crate::metrics::StorageOp::OfflinePush, started);
+    match pushed {
+        Ok(true) => {
+            for h in &server.modules.stanza_hooks {
+                h.message_offline(server, user, &el).await;
+            }
+        }
         Ok(false) => bounce(
             server,
             &el,
@@ -446,7 +473,12 @@ async fn store_offline(server: &Server, mut el: Element, user: &BareJid) {
 /// Delivers queued offline messages to a session that just became available.
 pub async fn flush_offline(server: &Server, session: &SessionHandle) {
     let user = session.bare();
-    let stored = match server.storage.take_offline(&user).await {
+    let started = Instant::now();
+    let taken = server.storage.take_offline(&user).await;
+    server
+        .metrics
+        .storage(crate::metrics::StorageOp::OfflineTake, started);
+    let stored = match taken {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(%e, "reading offline messages failed");

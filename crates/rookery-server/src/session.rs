@@ -39,6 +39,11 @@ pub struct PresenceState {
     pub directed: HashSet<String>,
     /// The stream management id the session may be resumed with (XEP-0198).
     pub resumable: Option<String>,
+    /// The connection dropped and the session waits to be resumed (XEP-0198): what reaches it
+    /// is held, unseen by the client (push notifications, XEP-0357).
+    pub hibernating: bool,
+    /// The client said it is inactive (XEP-0352).
+    pub inactive: bool,
 }
 
 #[derive(Clone, Debug)]

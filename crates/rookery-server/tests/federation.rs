@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::{error_condition, read_event, TestServer};
+use common::{component, error_condition, read_event, TestServer};
 use rookery_core::config::{CertificateConfig, ComponentConfig, Config};
 use rookery_server::s2s::{Auth, Direction, StreamInfo};
 use rookery_xml::{ns, Element, Limits, StreamEvent, StreamParser};
-use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -510,26 +509,6 @@ async fn component_server() -> TestServer {
         }];
     })
     .await
-}
-
-/// Connects as component `domain` with `secret`; returns the stream and whether it was accepted.
-async fn component(port: u16, domain: &str, secret: &str) -> (common::Raw, bool) {
-    let mut raw = common::Raw::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    raw.send(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>").as_bytes()).await;
-    let id = match raw.event().await {
-        Some(StreamEvent::Header(h)) => h.attr("id").unwrap().to_string(),
-        other => panic!("expected a header, got {other:?}"),
-    };
-    let digest: String = Sha1::digest(format!("{id}{secret}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    raw.send(format!("<handshake>{digest}</handshake>").as_bytes())
-        .await;
-    match raw.event().await {
-        Some(StreamEvent::Stanza(h)) if h.name() == "handshake" => (raw, true),
-        _ => (raw, false),
-    }
 }
 
 #[tokio::test]

@@ -292,6 +292,7 @@ async fn create(
     let sid2 = sid.clone();
     let tracker = server.connections.clone();
     tracker.spawn(async move {
+        let _conn = server.metrics.connection(crate::metrics::Transport::Bosh);
         super::stream::run(server, Box::new(transport)).await;
         sessions2.map.remove(&sid2);
     });

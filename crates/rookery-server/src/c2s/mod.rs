@@ -233,6 +233,11 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
 }
 
 async fn handle_tcp(server: Arc<Server>, sock: TcpStream, peer: IpAddr, direct_tls: bool) {
+    let _conn = server.metrics.connection(if direct_tls {
+        crate::metrics::Transport::Tls
+    } else {
+        crate::metrics::Transport::Tcp
+    });
     let pre = limits(&server, false);
     let transport = if direct_tls {
         let acceptor = server.tls.direct.clone();

@@ -76,11 +76,15 @@ pub async fn authenticate(
     let mech = auth.attr("mechanism").unwrap_or("").to_string();
     let offered = mechanisms(server, t);
     if !offered.contains(&mech.as_str()) {
+        server.metrics.auth("other", false);
         return send_failure(t, failure("invalid-mechanism", None)).await;
     }
     let initial = match decode(&auth.text()) {
         Some(d) => d,
-        None => return send_failure(t, failure("incorrect-encoding", None)).await,
+        None => {
+            server.metrics.auth(&mech, false);
+            return send_failure(t, failure("incorrect-encoding", None)).await;
+        }
     };
     let result = match mech.as_str() {
         "PLAIN" => plain(server, host, &initial).await,
@@ -106,6 +110,7 @@ pub async fn authenticate(
         )),
         r => r,
     };
+    server.metrics.auth(&mech, result.is_ok());
     match result {
         Ok((user, server_final)) => {
             server.auth_failures.lock().unwrap().remove(&t.peer_ip());

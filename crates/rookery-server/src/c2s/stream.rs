@@ -541,6 +541,10 @@ async fn session(
         if !matches!(end, End::Lost) || sm.id.is_none() {
             break end;
         }
+        handle.state.lock().unwrap().hibernating = true;
+        for h in &server.modules.hooks {
+            h.on_hibernating(&server, &handle, &sm.unacked).await;
+        }
         // XEP-0198 §5: keep the session for a while; a new connection may take it over.
         let timeout = Duration::from_secs(server.config.limits.resume_timeout_seconds);
         let deadline = Instant::now() + timeout;
@@ -582,6 +586,7 @@ async fn session(
         if sm.ack(r.h).is_err() {
             sm.unacked.clear();
         }
+        handle.state.lock().unwrap().hibernating = false;
         conn.t = r.transport;
         conn.queue = r.queue;
         conn.lang = r.lang.or(conn.lang.take());
@@ -639,9 +644,13 @@ async fn run_connection(
     let mut ping_pending: Option<String> = None;
     // Client State Indication: while inactive, unimportant stanzas wait here.
     let mut inactive = false;
+    handle.state.lock().unwrap().inactive = false;
     let mut waiting: Vec<Element> = Vec::new();
+    // When the bytes of what is in `conn.queue` were read: routing latency counts from there.
+    let mut arrived = std::time::Instant::now();
     if !held.is_empty() {
         let mut batch = std::mem::take(held);
+        server.metrics.stanzas_out(&batch);
         if sm.sending(&batch) {
             batch.push(Element::new("r", sm::NS));
         }
@@ -654,11 +663,16 @@ async fn run_connection(
             match ev {
                 StreamEvent::Stanza(el) if el.ns() == CSI => {
                     match el.name() {
-                        "inactive" => inactive = true,
+                        "inactive" => {
+                            inactive = true;
+                            handle.state.lock().unwrap().inactive = true;
+                        }
                         "active" => {
                             inactive = false;
+                            handle.state.lock().unwrap().inactive = false;
                             if !waiting.is_empty() {
                                 let mut batch = std::mem::take(&mut waiting);
+                                server.metrics.stanzas_out(&batch);
                                 if sm.sending(&batch) {
                                     batch.push(Element::new("r", sm::NS));
                                 }
@@ -685,6 +699,7 @@ async fn run_connection(
                         el,
                         &mut ping_pending,
                         conn.lang.as_deref(),
+                        arrived,
                     )
                     .await
                     {
@@ -721,6 +736,7 @@ async fn run_connection(
                         waiting.append(&mut batch);
                         batch = latest_presence_only(std::mem::take(&mut waiting));
                     }
+                    server.metrics.stanzas_out(&batch);
                     if sm.sending(&batch) {
                         batch.push(Element::new("r", sm::NS));
                     }
@@ -736,6 +752,7 @@ async fn run_connection(
             },
             r = conn.t.read_events_vec() => match r {
                 Ok(evs) => {
+                    arrived = std::time::Instant::now();
                     conn.queue.extend(evs);
                     deadline = Instant::now() + ping_every;
                     ping_pending = None;
@@ -840,10 +857,12 @@ async fn handle_client_stanza(
     mut el: Element,
     ping_pending: &mut Option<String>,
     lang: Option<&str>,
+    arrived: std::time::Instant,
 ) -> Option<End> {
     if stanza::kind(&el).is_none() || el.ns() != ns::CLIENT {
         return Some(unexpected(&el, "unsupported-stanza-type"));
     }
+    server.metrics.stanza_in(&el);
     if let Some(from) = el.attr("from") {
         let ok = match Jid::new(from) {
             Ok(j) => j.as_str() == handle.jid.as_str() || j.as_str() == handle.bare().as_str(),
@@ -873,7 +892,7 @@ async fn handle_client_stanza(
             return None;
         }
     }
-    router::route_from_client(server, handle, el).await;
+    router::route_from_client(server, handle, el, arrived).await;
     None
 }
 

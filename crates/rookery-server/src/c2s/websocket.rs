@@ -132,6 +132,9 @@ impl Transport for WsTransport {
 
 /// Runs a c2s session over an upgraded WebSocket.
 pub async fn serve(server: Arc<Server>, socket: WebSocket, peer: IpAddr, tls: bool) {
+    let _conn = server
+        .metrics
+        .connection(crate::metrics::Transport::Websocket);
     let t = WsTransport::new(&server, socket, peer, tls);
     super::stream::run(server, Box::new(t)).await;
 }

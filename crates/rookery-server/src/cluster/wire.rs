@@ -59,6 +59,7 @@ impl Record {
             interested: self.interested,
             directed: Default::default(),
             resumable: self.resumable.clone(),
+            ..Default::default()
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod privacy;
 pub mod private;
 pub mod proxy65;
 pub mod pubsub;
+pub mod push;
 pub mod register;
 pub mod roster;
 pub mod rpc;
@@ -105,6 +106,16 @@ pub trait SessionHook: Send + Sync {
     /// fragment), `el` is what was stored. Features that keep another copy (PEP avatars,
     /// bookmarks) follow.
     async fn on_user_data(&self, _server: &Server, _user: &BareJid, _store: &str, _el: &Element) {}
+    /// The session's connection dropped and it waits to be resumed (XEP-0198); `unacked` is what
+    /// was sent that the client has not acknowledged. What arrives meanwhile still goes through
+    /// `message_delivered` (the session is in `PresenceState::hibernating`).
+    async fn on_hibernating(
+        &self,
+        _server: &Server,
+        _session: &SessionHandle,
+        _unacked: &std::collections::VecDeque<Element>,
+    ) {
+    }
 }
 
 /// A service on a domain of its own (MUC, later pubsub and components): it receives every
@@ -174,6 +185,8 @@ pub trait StanzaHook: Send + Sync {
         _sessions: &[u64],
     ) {
     }
+    /// A message for local `user` went to offline storage (XEP-0160): no session got it.
+    async fn message_offline(&self, _server: &Server, _user: &BareJid, _el: &Element) {}
     /// A local client sends available presence, broadcast or (`directed`) to one JID; may
     /// annotate it (XEP-0398 avatar hash) and learn from it (XEP-0115 capabilities).
     async fn presence_outbound(
@@ -248,6 +261,8 @@ pub struct Registry {
     pub caches: Vec<Arc<dyn UserCache>>,
     /// Decisions only the node serving a session can make (`DeliveryFilter`), by name.
     pub delivery_filters: HashMap<&'static str, Arc<dyn DeliveryFilter>>,
+    /// Module state read when metrics are scraped.
+    pub samplers: Vec<Arc<dyn crate::metrics::Sampler>>,
 }
 
 /// Whether a local session wants a stanza, by what only its own node knows (PEP: the
@@ -344,6 +359,10 @@ impl Registry {
         self.http.push(h);
     }
 
+    pub fn sampler(&mut self, s: Arc<dyn crate::metrics::Sampler>) {
+        self.samplers.push(s);
+    }
+
     pub fn listener(&mut self, l: Arc<dyn ModuleListener>) {
         self.listeners.push(l);
     }
@@ -415,5 +434,6 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
             config.modules.pubsub.clone(),
         )),
         Arc::new(pubsub::pep::Pep::new(config.modules.pubsub.clone())),
+        Arc::new(push::Push::new(config.modules.push.clone())),
     ]
 }

@@ -38,6 +38,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
         let _ = conn.set_nodelay(true);
         let server = server.clone();
         tokio::spawn(async move {
+            let _conn = server.metrics.connection(crate::metrics::Transport::S2sIn);
             let mut s = Stream::new(Box::new(conn), crate::c2s::limits(&server, false));
             s.limit_rate(server.config.s2s.rate_bytes_per_second);
             let r = async {

@@ -40,6 +40,7 @@ pub async fn run(
     let conn_id = server.next_id();
     match authenticate(server, local, remote).await {
         Ok((stream, id, auth, bidi, muxable)) => {
+            let _conn = server.metrics.connection(crate::metrics::Transport::S2sOut);
             tracing::info!(%local, %remote, ?auth, bidi, "s2s connection established");
             server.s2s.streams.insert(
                 conn_id,

@@ -70,6 +70,14 @@ impl TestServer {
     /// A server storing in SQLite under `data_dir`, which outlives it: start another one on the
     /// same directory to see what survives a restart.
     pub async fn start_in(data_dir: &std::path::Path) -> TestServer {
+        Self::start_in_with(data_dir, |_| {}).await
+    }
+
+    /// `start_in` with a config tweak.
+    pub async fn start_in_with(
+        data_dir: &std::path::Path,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let mut config = Config {
             data_dir: data_dir.to_path_buf(),
             ..Config::default()
@@ -79,6 +87,7 @@ impl TestServer {
         config.listen.http = vec!["127.0.0.1:0".into()];
         config.listen.https = vec!["127.0.0.1:0".into()];
         config.modules.proxy65.listen = "127.0.0.1:0".into();
+        tweak(&mut config);
         let server = Server::new(config).await.unwrap();
         let running = rookery_server::start_with(server.clone()).await.unwrap();
         TestServer {
@@ -267,6 +276,28 @@ impl Client {
     pub async fn expect_silence(&mut self) {
         let got = self.drain().await;
         assert!(got.is_empty(), "unexpected stanzas: {got:?}");
+    }
+}
+
+/// Connects as external component `domain` with `secret` (XEP-0114); returns the stream and
+/// whether the handshake was accepted.
+pub async fn component(port: u16, domain: &str, secret: &str) -> (Raw, bool) {
+    use sha1::{Digest, Sha1};
+    let mut raw = Raw::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    raw.send(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>").as_bytes()).await;
+    let id = match raw.event().await {
+        Some(StreamEvent::Header(h)) => h.attr("id").unwrap().to_string(),
+        other => panic!("expected a header, got {other:?}"),
+    };
+    let digest: String = Sha1::digest(format!("{id}{secret}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    raw.send(format!("<handshake>{digest}</handshake>").as_bytes())
+        .await;
+    match raw.event().await {
+        Some(StreamEvent::Stanza(h)) if h.name() == "handshake" => (raw, true),
+        _ => (raw, false),
     }
 }
 

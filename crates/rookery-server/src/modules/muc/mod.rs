@@ -46,6 +46,20 @@ impl Module for Muc {
         for d in &self.domains {
             reg.service(d, self.clone());
         }
+        reg.sampler(self.clone());
+    }
+}
+
+#[async_trait]
+impl crate::metrics::Sampler for Muc {
+    async fn sample(&self, m: &crate::metrics::Metrics) {
+        let rooms: Vec<Arc<Mutex<Room>>> = self.rooms.iter().map(|r| r.value().clone()).collect();
+        let mut occupants = 0;
+        for r in &rooms {
+            occupants += r.lock().await.occupant_count();
+        }
+        m.muc_rooms.inc_by(rooms.len() as i64);
+        m.muc_occupants.inc_by(occupants as i64);
     }
 }
 
