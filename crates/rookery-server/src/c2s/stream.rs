@@ -542,6 +542,7 @@ async fn session(
             break end;
         }
         handle.state.lock().unwrap().hibernating = true;
+        server.sessions.changed(&handle);
         for h in &server.modules.hooks {
             h.on_hibernating(&server, &handle, &sm.unacked).await;
         }
@@ -587,6 +588,7 @@ async fn session(
             sm.unacked.clear();
         }
         handle.state.lock().unwrap().hibernating = false;
+        server.sessions.changed(&handle);
         conn.t = r.transport;
         conn.queue = r.queue;
         conn.lang = r.lang.or(conn.lang.take());
@@ -645,6 +647,7 @@ async fn run_connection(
     // Client State Indication: while inactive, unimportant stanzas wait here.
     let mut inactive = false;
     handle.state.lock().unwrap().inactive = false;
+    server.sessions.changed(&handle);
     let mut waiting: Vec<Element> = Vec::new();
     // When the bytes of what is in `conn.queue` were read: routing latency counts from there.
     let mut arrived = std::time::Instant::now();
@@ -666,10 +669,12 @@ async fn run_connection(
                         "inactive" => {
                             inactive = true;
                             handle.state.lock().unwrap().inactive = true;
+                            server.sessions.changed(&handle);
                         }
                         "active" => {
                             inactive = false;
                             handle.state.lock().unwrap().inactive = false;
+                            server.sessions.changed(&handle);
                             if !waiting.is_empty() {
                                 let mut batch = std::mem::take(&mut waiting);
                                 server.metrics.stanzas_out(&batch);

@@ -25,6 +25,11 @@ pub struct Record {
     /// The XEP-0198 id the session may be resumed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumable: Option<String>,
+    /// Its connection dropped and it waits to be resumed; its client is CSI-inactive (push).
+    #[serde(default)]
+    pub hibernating: bool,
+    #[serde(default)]
+    pub inactive: bool,
 }
 
 impl Record {
@@ -40,6 +45,8 @@ impl Record {
             interested: st.interested,
             blocklist: st.blocklist_interested,
             resumable: st.resumable.clone(),
+            hibernating: st.hibernating,
+            inactive: st.inactive,
         }
     }
 
@@ -59,7 +66,8 @@ impl Record {
             interested: self.interested,
             directed: Default::default(),
             resumable: self.resumable.clone(),
-            ..Default::default()
+            hibernating: self.hibernating,
+            inactive: self.inactive,
         }
     }
 }
