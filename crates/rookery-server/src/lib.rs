@@ -11,6 +11,8 @@ pub mod forms;
 pub mod http;
 pub mod modules;
 pub mod presence;
+#[cfg(test)]
+mod proptests;
 pub mod rate;
 pub mod router;
 pub mod s2s;
