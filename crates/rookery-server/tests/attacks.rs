@@ -1,6 +1,8 @@
 //! Attacks against a running server: a billion laughs, a 100 MB stanza, deep nesting, many
 //! attributes, a slowloris, many connections from one address and a subscription flood. Each is
-//! cut off with bounded memory while two signed-in users keep chatting with low latency.
+//! cut off with bounded memory while two signed-in users keep chatting with low latency. The
+//! runtime has worker threads, as the server's does, so one connection's parsing does not stall
+//! the others' tasks.
 
 mod common;
 
@@ -104,7 +106,7 @@ async fn send_raw(addr: std::net::SocketAddr, payload: String) -> Option<String>
     raw.stream_error().await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billion_laughs_is_restricted_xml() {
     let s = TestServer::start().await;
     let mut chat = Chat::start(&s).await;
@@ -130,7 +132,7 @@ async fn billion_laughs_is_restricted_xml() {
     assert_eq!(cond.1.as_deref(), Some("restricted-xml"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_megabyte_stanza_before_auth_is_cut_off() {
     let s = TestServer::start().await;
     let mut chat = Chat::start(&s).await;
@@ -161,7 +163,7 @@ async fn a_hundred_megabyte_stanza_before_auth_is_cut_off() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_nested_elements_hit_the_depth_limit() {
     let s = TestServer::start().await;
     let mut chat = Chat::start(&s).await;
@@ -170,7 +172,7 @@ async fn a_hundred_thousand_nested_elements_hit_the_depth_limit() {
     assert_eq!(cond.as_deref(), Some("policy-violation"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_attributes_are_cut_off() {
     let s = TestServer::start_with(|c| {
         // Room for the whole start tag, so that the attribute count is what stops it.
@@ -185,7 +187,7 @@ async fn ten_thousand_attributes_are_cut_off() {
     assert_eq!(cond.as_deref(), Some("policy-violation"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowloris_is_dropped_at_the_auth_deadline() {
     let s = TestServer::start_with(|c| c.limits.auth_timeout_seconds = 1).await;
     let mut chat = Chat::start(&s).await;
@@ -225,7 +227,7 @@ async fn a_slowloris_is_dropped_at_the_auth_deadline() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_from_one_address_are_limited() {
     let s = TestServer::start_with(|c| c.limits.max_connections_per_ip = 50).await;
     let mut chat = Chat::start(&s).await;
@@ -267,7 +269,7 @@ async fn connections_from_one_address_are_limited() {
     assert_eq!((accepted, refused), (48, 252));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_flood_stops_at_the_roster_limit() {
     let s = TestServer::start_with(|c| c.limits.max_roster_items = 100).await;
     let mut chat = Chat::start(&s).await;
@@ -299,4 +301,25 @@ async fn a_subscription_flood_stops_at_the_roster_limit() {
     let (_, roster) = s.server.storage.roster(&user).await.unwrap();
     assert_eq!(roster.len(), 100);
     assert_eq!(refused, 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_subscription_requests_are_capped() {
+    let s = TestServer::start_with(|c| c.limits.max_roster_items = 2).await;
+    s.add_user("victim", "secret-v").await;
+    for i in 0..3 {
+        let name = format!("s{i}");
+        s.add_user(&name, "secret-s").await;
+        let mut c = s.login(&name, "secret-s").await;
+        c.send("<presence type='subscribe' to='victim@localhost'/>")
+            .await;
+        c.drain().await;
+    }
+    let victim = rookery_core::BareJid::new("victim@localhost").unwrap();
+    let pending = s.server.storage.pending_in(&victim).await.unwrap();
+    let senders: Vec<&str> = pending.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(senders.len(), 2, "{senders:?}");
+    // The victim signing in is offered the first two.
+    let mut v = s.login("victim", "secret-v").await;
+    v.expect_silence().await;
 }
