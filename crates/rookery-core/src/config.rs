@@ -277,6 +277,9 @@ pub struct LimitsConfig {
     pub max_roster_items: usize,
     /// Seconds a dropped session with stream management waits to be resumed (XEP-0198).
     pub resume_timeout_seconds: u64,
+    /// Open client connections (TCP and direct TLS) from one IP address; more are refused with
+    /// `policy-violation` (0: unlimited).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for LimitsConfig {
@@ -294,6 +297,7 @@ impl Default for LimitsConfig {
             ping_timeout_seconds: 60,
             max_roster_items: 1000,
             resume_timeout_seconds: 300,
+            max_connections_per_ip: 100,
         }
     }
 }

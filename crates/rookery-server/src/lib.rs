@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod modules;
 pub mod portable;
 pub mod presence;
+#[cfg(test)]
+mod proptests;
 pub mod rate;
 pub mod router;
 pub mod s2s;
@@ -50,6 +52,8 @@ pub struct Server {
     pub sm: c2s::sm::Registry,
     /// Connection tasks, so shutdown can wait for each to flush.
     pub connections: tokio_util::task::TaskTracker,
+    /// Open client connections per address (`limits.max_connections_per_ip`).
+    pub c2s_per_ip: c2s::PerIp,
     /// Connected external components (XEP-0114).
     pub components: component::Registry,
     /// Server-to-server connections and the dialback secret.
@@ -89,6 +93,7 @@ impl Server {
             cluster,
             this: this.clone(),
             components: component::Registry::default(),
+            c2s_per_ip: c2s::PerIp::default(),
             s2s,
             config: Arc::new(config),
             storage,

@@ -36,6 +36,17 @@ pub async fn outbound(server: &Server, origin: &SessionHandle, mut el: Element, 
         return;
     };
     if is_subscription(&ptype) {
+        // Subscribing or pre-approving adds a roster item: the roster size limit applies as it
+        // does to a roster set. The error goes to the sending resource.
+        if matches!(ptype.as_str(), "subscribe" | "subscribed")
+            && roster_full(server, &origin.bare(), &to.to_bare()).await
+        {
+            tracing::info!(user = %origin.bare(), "subscription refused: roster is full");
+            el.set_attr("from", origin.jid.to_string());
+            let err = rookery_core::stanza::StanzaError::not_allowed().with_text("roster is full");
+            router::bounce(server, &el, err);
+            return;
+        }
         // Subscription stanzas are stamped with the bare JID (RFC 6121 §3.1.2).
         el.set_attr("from", origin.bare().to_string());
         el.set_attr("to", to.to_bare().to_string());
@@ -363,6 +374,17 @@ async fn item_or_new(server: &Server, user: &BareJid, contact: &BareJid) -> (Ros
     }
 }
 
+/// Whether adding `contact` would take `user`'s roster over `limits.max_roster_items`.
+async fn roster_full(server: &Server, user: &BareJid, contact: &BareJid) -> bool {
+    match server.storage.roster(user).await {
+        Ok((_, items)) => {
+            items.len() >= server.config.limits.max_roster_items
+                && !items.iter().any(|i| i.jid == contact.as_str())
+        }
+        Err(_) => false,
+    }
+}
+
 async fn save(server: &Server, user: &BareJid, item: &RosterItem) {
     match server.storage.put_roster_item(user, item).await {
         Ok(ver) => push_item(server, user, item, ver),
@@ -495,12 +517,14 @@ async fn inbound_subscription(
                 auto_reply(server, user, &from, "unavailable").await;
                 // Keep the whole request until the user answers (§3.1.3); a repeated request
                 // replaces it without being delivered twice.
-                let already = server
-                    .storage
-                    .pending_in(user)
-                    .await
-                    .map(|p| p.iter().any(|(c, _)| c == from.as_str()))
-                    .unwrap_or(false);
+                let pending = server.storage.pending_in(user).await.unwrap_or_default();
+                let already = pending.iter().any(|(c, _)| c == from.as_str());
+                if !already && pending.len() >= server.config.limits.max_roster_items {
+                    // Requests from ever new addresses (a remote domain can make up any
+                    // number) must not grow storage without bound.
+                    tracing::info!(%user, %from, "subscription request dropped: too many pending");
+                    return;
+                }
                 let mut stored = el.clone();
                 stored.remove_attr("to");
                 let _ = server

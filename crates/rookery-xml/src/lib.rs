@@ -2,6 +2,8 @@
 //! limits enforced while parsing, and serialisation. No I/O and no XMPP logic live here.
 
 mod element;
+#[cfg(test)]
+mod proptests;
 mod stream;
 
 pub use element::{escape_attr, escape_text, Element, Node};

@@ -36,6 +36,9 @@ pub enum StreamError {
     InvalidNamespace(String),
     #[error("policy-violation: {0}")]
     PolicyViolation(String),
+    /// A DTD, entity reference, comment or processing instruction (RFC 6120 §11.1).
+    #[error("restricted-xml: {0}")]
+    RestrictedXml(String),
 }
 
 impl StreamError {
@@ -45,6 +48,7 @@ impl StreamError {
             StreamError::NotWellFormed(_) => "not-well-formed",
             StreamError::InvalidNamespace(_) => "invalid-namespace",
             StreamError::PolicyViolation(_) => "policy-violation",
+            StreamError::RestrictedXml(_) => "restricted-xml",
         }
     }
 
@@ -52,7 +56,25 @@ impl StreamError {
         match self {
             StreamError::NotWellFormed(t)
             | StreamError::InvalidNamespace(t)
-            | StreamError::PolicyViolation(t) => t,
+            | StreamError::PolicyViolation(t)
+            | StreamError::RestrictedXml(t) => t,
+        }
+    }
+
+    /// Classifies an rxml error: XML features XMPP forbids are `restricted-xml`, tokens over the
+    /// length limit are `policy-violation`, anything else is `not-well-formed`.
+    fn from_rxml(e: rxml::Error) -> Self {
+        match e {
+            rxml::Error::RestrictedXml(what @ ("event too long" | "long name or reference")) => {
+                StreamError::PolicyViolation(what.to_string())
+            }
+            rxml::Error::RestrictedXml(what) => StreamError::RestrictedXml(what.to_string()),
+            rxml::Error::UndeclaredEntity => StreamError::RestrictedXml("entity references".into()),
+            // `<!` that starts neither a comment nor CDATA: a document type declaration.
+            rxml::Error::InvalidSyntax("malformed cdata or comment section start") => {
+                StreamError::RestrictedXml("document type declarations".into())
+            }
+            e => StreamError::NotWellFormed(e.to_string()),
         }
     }
 }
@@ -135,7 +157,7 @@ impl StreamParser {
                     self.closed = true;
                 }
                 Err(EndOrError::NeedMoreData) => return Ok(()),
-                Err(EndOrError::Error(e)) => return Err(StreamError::NotWellFormed(e.to_string())),
+                Err(EndOrError::Error(e)) => return Err(StreamError::from_rxml(e)),
             }
         }
         Ok(())
@@ -274,7 +296,7 @@ pub fn parse_document(data: &[u8], limits: &Limits) -> Result<Element, StreamErr
             Err(EndOrError::NeedMoreData) => {
                 return Err(StreamError::NotWellFormed("truncated document".into()))
             }
-            Err(EndOrError::Error(e)) => return Err(StreamError::NotWellFormed(e.to_string())),
+            Err(EndOrError::Error(e)) => return Err(StreamError::from_rxml(e)),
         }
     }
     root.ok_or_else(|| StreamError::NotWellFormed("no element".into()))
@@ -355,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_dtd_comments_and_pis() {
+    fn rejects_dtd_comments_and_pis_as_restricted_xml() {
         for bad in [
             "<!DOCTYPE foo [<!ENTITY x 'y'>]><stream:stream/>",
             "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'><!-- hi -->",
@@ -364,7 +386,7 @@ mod tests {
         ] {
             let mut p = StreamParser::new(Limits::default());
             let err = feed_all(&mut p, &[bad.as_bytes()]).unwrap_err();
-            assert_eq!(err.condition(), "not-well-formed", "{bad}");
+            assert_eq!(err.condition(), "restricted-xml", "{bad}");
         }
     }
 

@@ -188,6 +188,41 @@ fn bad(status: u16, condition: &str) -> Reply {
     }
 }
 
+/// The largest `rid` a client may start from (XEP-0124 §14.1: 2^53 - 1). The session adds to it,
+/// so an unbounded one would overflow.
+pub(crate) const MAX_RID: u64 = (1 << 53) - 1;
+
+/// Parses a request body: a `<body/>` in the BOSH namespace with a numeric `rid`.
+pub(crate) fn parse_request(data: &[u8], limits: &Limits) -> Result<(Element, u64), Reply> {
+    let el = parse_document(data, limits).map_err(|_| bad(400, "bad-request"))?;
+    if !el.is("body", NS) {
+        return Err(bad(400, "bad-request"));
+    }
+    let rid = el
+        .attr("rid")
+        .and_then(|r| r.parse::<u64>().ok())
+        .filter(|r| *r <= MAX_RID)
+        .ok_or_else(|| bad(400, "bad-request"))?;
+    Ok((el, rid))
+}
+
+/// The session's `wait` and `hold` (XEP-0124 §7.1): what the client asked for, within bounds.
+pub(crate) fn wait_and_hold(el: &Element, max_wait: u64) -> (u64, usize) {
+    // max(1): a configured maximum of 0 must not make clamp's bounds cross.
+    let max_wait = max_wait.max(1);
+    let wait = el
+        .attr("wait")
+        .and_then(|w| w.parse::<u64>().ok())
+        .unwrap_or(max_wait)
+        .clamp(1, max_wait);
+    let hold = el
+        .attr("hold")
+        .and_then(|h| h.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, 2);
+    (wait, hold)
+}
+
 /// Handles one POST to the BOSH endpoint.
 pub async fn handle(
     server: Arc<Server>,
@@ -198,15 +233,9 @@ pub async fn handle(
 ) -> Reply {
     // Parse with the larger limit; a session that has not authenticated is held to the smaller
     // one below, once it is known which session this is.
-    let el = match parse_document(data, &limits(&server, true)) {
-        Ok(el) => el,
-        Err(_) => return bad(400, "bad-request"),
-    };
-    if !el.is("body", NS) {
-        return bad(400, "bad-request");
-    }
-    let Some(rid) = el.attr("rid").and_then(|r| r.parse::<u64>().ok()) else {
-        return bad(400, "bad-request");
+    let (el, rid) = match parse_request(data, &limits(&server, true)) {
+        Ok(r) => r,
+        Err(reply) => return reply,
     };
     match el.attr("sid") {
         None => {
@@ -239,17 +268,7 @@ async fn create(
     if !server.config.is_local_host(&to) {
         return bad(200, "host-unknown");
     }
-    let max_wait = server.config.http.bosh_max_wait_seconds;
-    let wait = el
-        .attr("wait")
-        .and_then(|w| w.parse::<u64>().ok())
-        .unwrap_or(max_wait)
-        .clamp(1, max_wait);
-    let hold = el
-        .attr("hold")
-        .and_then(|h| h.parse::<usize>().ok())
-        .unwrap_or(1)
-        .clamp(1, 2);
+    let (wait, hold) = wait_and_hold(el, server.config.http.bosh_max_wait_seconds);
     let sid: String = rand::thread_rng()
         .sample_iter(&rand::distributions::Alphanumeric)
         .take(24)

@@ -224,12 +224,88 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             },
             _ = server.shutdown.cancelled() => return,
         };
+        let Some(slot) = server.c2s_per_ip.acquire(&server, peer.ip()) else {
+            tracing::info!(peer = %peer.ip(), "too many connections from one address");
+            server.connections.spawn(refuse(sock, direct_tls));
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let server2 = server.clone();
         server.connections.spawn(async move {
+            let _slot = slot;
             handle_tcp(server2, sock, peer.ip(), direct_tls).await;
         });
     }
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+pub struct PerIp {
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted in [`PerIp`]; dropping it frees the place.
+pub struct IpSlot {
+    server: Arc<Server>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// Counts a new connection from `ip`, or None when the address has its fill.
+    pub fn acquire(&self, server: &Arc<Server>, ip: IpAddr) -> Option<IpSlot> {
+        let max = server.config.limits.max_connections_per_ip;
+        let mut open = self.open.lock().unwrap();
+        let n = open.entry(ip).or_insert(0);
+        if max != 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            server: server.clone(),
+            ip,
+        })
+    }
+
+    /// Connections open from `ip`.
+    pub fn count(&self, ip: IpAddr) -> usize {
+        self.open.lock().unwrap().get(&ip).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.server.c2s_per_ip.open.lock().unwrap();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Turns away a connection over the per-address limit: on plain TCP with a stream error
+/// (RFC 6120 §4.9.1.1 lets it come before the client's header), on direct TLS by closing, since
+/// a handshake would cost more than the connection is allowed.
+async fn refuse(mut sock: TcpStream, direct_tls: bool) {
+    if direct_tls {
+        return;
+    }
+    let msg = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>\
+        <stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+        <text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>too many connections \
+        from your address</text></stream:error></stream:stream>";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        sock.write_all(msg.as_bytes()).await?;
+        sock.shutdown().await?;
+        // Read until the client closes, so that what it sent does not turn our close into a
+        // reset that could discard the error before it is read.
+        let mut buf = [0u8; 1024];
+        while sock.read(&mut buf).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
 }
 
 async fn handle_tcp(server: Arc<Server>, sock: TcpStream, peer: IpAddr, direct_tls: bool) {

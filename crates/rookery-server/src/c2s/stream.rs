@@ -7,7 +7,7 @@ use crate::{presence, router, Server};
 use rand::Rng;
 use rookery_core::stanza::{self, StanzaError};
 use rookery_core::{ns, BareJid, Element, FullJid, Jid};
-use rookery_xml::{StreamError, StreamEvent, StreamHeader};
+use rookery_xml::{StreamEvent, StreamHeader};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,12 +53,13 @@ pub enum End {
 impl From<ReadError> for End {
     fn from(e: ReadError) -> Self {
         match e {
-            ReadError::Xml(StreamError::NotWellFormed(t)) => End::Error("not-well-formed", Some(t)),
-            ReadError::Xml(StreamError::InvalidNamespace(t)) => {
-                End::Error("invalid-namespace", Some(t))
-            }
-            ReadError::Xml(StreamError::PolicyViolation(t)) => {
-                End::Error("policy-violation", Some(t))
+            ReadError::Xml(e) => {
+                tracing::info!(
+                    condition = e.condition(),
+                    text = e.text(),
+                    "stream limit or XML error"
+                );
+                End::Error(e.condition(), Some(e.text().to_string()))
             }
             ReadError::Io(_) | ReadError::Eof => End::Lost,
         }
