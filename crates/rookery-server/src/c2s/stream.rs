@@ -648,7 +648,7 @@ async fn run_connection(
     // Client State Indication: while inactive, unimportant stanzas wait here.
     let mut inactive = false;
     handle.state.lock().unwrap().inactive = false;
-    server.sessions.changed(&handle);
+    server.sessions.changed(handle);
     let mut waiting: Vec<Element> = Vec::new();
     // When the bytes of what is in `conn.queue` were read: routing latency counts from there.
     let mut arrived = std::time::Instant::now();
@@ -670,12 +670,12 @@ async fn run_connection(
                         "inactive" => {
                             inactive = true;
                             handle.state.lock().unwrap().inactive = true;
-                            server.sessions.changed(&handle);
+                            server.sessions.changed(handle);
                         }
                         "active" => {
                             inactive = false;
                             handle.state.lock().unwrap().inactive = false;
-                            server.sessions.changed(&handle);
+                            server.sessions.changed(handle);
                             if !waiting.is_empty() {
                                 let mut batch = std::mem::take(&mut waiting);
                                 server.metrics.stanzas_out(&batch);
