@@ -439,6 +439,9 @@ impl Default for VersionOptions {
 pub struct DiscoOptions {
     /// Extra items listed in the server's disco#items (JID of a service).
     pub items: Vec<String>,
+    /// Contact addresses (XEP-0157) in the server's disco#info, by kind (`abuse`, `admin`,
+    /// `feedback`, `sales`, `security`, `status`, `support`): `mailto:` / `xmpp:` / `https:` URIs.
+    pub contacts: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]

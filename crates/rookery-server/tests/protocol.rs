@@ -940,3 +940,54 @@ async fn privacy_lists_filter_by_jid_and_kind() {
     let m = alice.recv_until(|e| e.name() == "message").await;
     assert_eq!(m.child_text("body", ns::CLIENT).as_deref(), Some("after"));
 }
+
+#[tokio::test]
+async fn server_info_names_contact_addresses() {
+    // XEP-0157: where to report abuse, as configured, in a serverinfo form.
+    let s = TestServer::start_with(|c| {
+        c.modules.disco.contacts.insert(
+            "abuse".into(),
+            vec![
+                "mailto:abuse@localhost".into(),
+                "xmpp:abuse@localhost".into(),
+            ],
+        );
+        c.modules.disco.contacts.insert("sales".into(), vec![]);
+    })
+    .await;
+    s.add_user("alice", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let r = alice
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").unwrap())
+        .await;
+    let q = r
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let form = q
+        .get_child("x", "jabber:x:data")
+        .expect("a serverinfo form");
+    let values = |var: &str| -> Vec<String> {
+        form.children()
+            .filter(|f| f.attr("var") == Some(var))
+            .flat_map(|f| f.children().map(|v| v.text()))
+            .collect()
+    };
+    assert_eq!(
+        values("FORM_TYPE"),
+        ["http://jabber.org/network/serverinfo"]
+    );
+    assert_eq!(
+        values("abuse-addresses"),
+        ["mailto:abuse@localhost", "xmpp:abuse@localhost"]
+    );
+    // Kinds without an address are left out.
+    assert!(values("sales-addresses").is_empty());
+    // Without contacts, no form.
+    let plain = TestServer::start().await;
+    plain.add_user("bob", "pw123456").await;
+    let mut bob = plain.login("bob", "pw123456").await;
+    let r = bob
+        .iq(Element::parse("<iq xmlns='jabber:client' type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").unwrap())
+        .await;
+    assert!(!r.to_xml().contains("serverinfo"), "{r}");
+}

@@ -24,6 +24,31 @@ impl Module for Disco {
     }
 }
 
+/// XEP-0157: where to report abuse, reach the admins, security contacts... as a XEP-0128
+/// form of type `result` with FORM_TYPE `http://jabber.org/network/serverinfo`.
+fn contact_addresses(
+    contacts: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Option<Element> {
+    if contacts.values().all(|v| v.is_empty()) {
+        return None;
+    }
+    let mut fields = vec![crate::forms::Field::new(
+        "FORM_TYPE",
+        "hidden",
+        "",
+        vec!["http://jabber.org/network/serverinfo".into()],
+    )];
+    for (kind, uris) in contacts.iter().filter(|(_, v)| !v.is_empty()) {
+        fields.push(crate::forms::Field::new(
+            &format!("{kind}-addresses"),
+            "list-multi",
+            "",
+            uris.clone(),
+        ));
+    }
+    Some(crate::forms::Form::new("result", None, fields).to_element())
+}
+
 fn feature(var: &str) -> Element {
     Element::new("feature", INFO).with_attr("var", var)
 }
@@ -100,6 +125,9 @@ impl IqHandler for Disco {
                         .with_attr("name", server.config.modules.version.name.clone()),
                 );
                 features.extend(server.modules.server_features.iter().cloned());
+                if let Some(form) = contact_addresses(&server.config.modules.disco.contacts) {
+                    q.push_child(form);
+                }
             }
             Target::Account(user) => {
                 // Only the owner and those who see its presence learn about an account (§3.2).
