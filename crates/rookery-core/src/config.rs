@@ -280,6 +280,10 @@ pub struct LimitsConfig {
     /// Open client connections (TCP and direct TLS) from one IP address; more are refused with
     /// `policy-violation` (0: unlimited).
     pub max_connections_per_ip: usize,
+    /// Failed authentications from one address (within five minutes of each other) after which
+    /// it may not authenticate at all for `auth_ban_seconds` (0: never banned).
+    pub auth_ban_failures: u32,
+    pub auth_ban_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -298,6 +302,8 @@ impl Default for LimitsConfig {
             max_roster_items: 1000,
             resume_timeout_seconds: 300,
             max_connections_per_ip: 100,
+            auth_ban_failures: 10,
+            auth_ban_seconds: 600,
         }
     }
 }

@@ -991,3 +991,35 @@ async fn server_info_names_contact_addresses() {
         .await;
     assert!(!r.to_xml().contains("serverinfo"), "{r}");
 }
+
+#[tokio::test]
+async fn repeated_failures_ban_the_address_whatever_the_account() {
+    let s = TestServer::start_with(|c| {
+        c.limits.auth_ban_failures = 3;
+        c.limits.auth_ban_seconds = 600;
+    })
+    .await;
+    s.add_user("alice", "secret1").await;
+    let attempt = |user: &'static str, pw: &'static str| {
+        let settings = s.settings(pw, Mechanism::ScramSha256);
+        async move { client::login(&settings, user).await }
+    };
+    // Two wrong passwords and an unknown account: three failures, each plainly refused.
+    for (user, pw) in [("alice", "wrong"), ("alice", "wrong"), ("nobody", "x")] {
+        let Err(err) = attempt(user, pw).await else {
+            panic!("{user} accepted")
+        };
+        assert!(format!("{err:#}").contains("not-authorized"), "{err:#}");
+    }
+    // Now even the right password is refused, as is any other account: the ban tells nothing
+    // about which accounts exist.
+    for (user, pw) in [("alice", "secret1"), ("nobody", "x")] {
+        let Err(err) = attempt(user, pw).await else {
+            panic!("{user} accepted while banned")
+        };
+        assert!(
+            format!("{err:#}").contains("temporary-auth-failure"),
+            "{err:#}"
+        );
+    }
+}

@@ -74,6 +74,18 @@ pub async fn authenticate(
     auth: &Element,
 ) -> Outcome {
     let mech = auth.attr("mechanism").unwrap_or("").to_string();
+    if banned(server, t.peer_ip()) {
+        // Whatever the account and password: guessing from here has stopped paying.
+        server.metrics.auth(&mech, false);
+        return send_failure(
+            t,
+            failure(
+                "temporary-auth-failure",
+                Some("Too many failed attempts; try again later"),
+            ),
+        )
+        .await;
+    }
     let offered = mechanisms(server, t);
     if !offered.contains(&mech.as_str()) {
         server.metrics.auth("other", false);
@@ -137,23 +149,45 @@ async fn send_failure(t: &mut dyn Transport, f: Element) -> Outcome {
     }
 }
 
-/// Repeated failures from one address wait longer each time (up to 5 s), slowing guessing.
+/// Failures are forgotten after this long without another.
+const FAILURE_MEMORY: Duration = Duration::from_secs(300);
+
+/// Repeated failures from one address wait longer each time (up to 5 s), slowing guessing; at
+/// `limits.auth_ban_failures` the address is banned for `auth_ban_seconds`.
 async fn penalise(server: &Server, ip: std::net::IpAddr) {
+    let limits = &server.config.limits;
+    let ban = Duration::from_secs(limits.auth_ban_seconds);
     let delay = {
         let mut map = server.auth_failures.lock().unwrap();
         let now = Instant::now();
         if map.len() > 10_000 {
-            map.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(300));
+            map.retain(|_, (_, t)| now.duration_since(*t) < FAILURE_MEMORY.max(ban));
         }
         let e = map.entry(ip).or_insert((0, now));
-        if now.duration_since(e.1) > Duration::from_secs(300) {
+        if now.duration_since(e.1) > FAILURE_MEMORY {
             e.0 = 0;
         }
         e.0 += 1;
         e.1 = now;
+        if limits.auth_ban_failures > 0 && e.0 == limits.auth_ban_failures {
+            tracing::warn!(%ip, failures = e.0, ban_seconds = limits.auth_ban_seconds, "address banned from authenticating");
+        }
         Duration::from_millis((100u64 << e.0.min(6)).min(5000))
     };
     tokio::time::sleep(delay).await;
+}
+
+/// Whether `ip` reached the failure limit less than `auth_ban_seconds` ago.
+fn banned(server: &Server, ip: std::net::IpAddr) -> bool {
+    let limits = &server.config.limits;
+    if limits.auth_ban_failures == 0 {
+        return false;
+    }
+    let map = server.auth_failures.lock().unwrap();
+    map.get(&ip).is_some_and(|(n, last)| {
+        *n >= limits.auth_ban_failures
+            && last.elapsed() < Duration::from_secs(limits.auth_ban_seconds)
+    })
 }
 
 fn decode(text: &str) -> Option<Vec<u8>> {
