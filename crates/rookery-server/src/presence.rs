@@ -204,16 +204,14 @@ async fn broadcast_available(server: &Server, origin: &SessionHandle, mut el: El
         .child_text("priority", ns::CLIENT)
         .and_then(|p| p.trim().parse::<i8>().ok())
         .unwrap_or(0);
-    let initial = {
-        let mut st = origin.state.lock().unwrap();
+    let initial = origin.update(server.sessions.as_ref(), |st| {
         let initial = !st.available;
         st.available = true;
         st.priority = priority;
         st.last = Some(el.clone());
         st.last_at = Some(chrono::Utc::now());
         initial
-    };
-    server.sessions.changed(origin);
+    });
     let user = origin.bare();
     let (_, roster) = server.storage.roster(&user).await.unwrap_or_default();
     // To the user's own resources, including this one, then to subscribers (§4.2.2, §4.4.2),
@@ -299,14 +297,12 @@ async fn answer_probe(server: &Server, contact: &BareJid, origin: &SessionHandle
 
 /// Unavailable presence, sent by the client or on its behalf when the session ends.
 pub async fn broadcast_unavailable(server: &Server, origin: &SessionHandle, el: Option<Element>) {
-    let (was_available, directed) = {
-        let mut st = origin.state.lock().unwrap();
+    let (was_available, directed) = origin.update(server.sessions.as_ref(), |st| {
         let was = st.available;
         st.available = false;
         st.last = None;
         (was, std::mem::take(&mut st.directed))
-    };
-    server.sessions.changed(origin);
+    });
     let mut el =
         el.unwrap_or_else(|| Element::new("presence", ns::CLIENT).with_attr("type", "unavailable"));
     el.set_attr("from", origin.jid.to_string());

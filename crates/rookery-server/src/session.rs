@@ -138,6 +138,18 @@ impl SessionHandle {
         }
     }
 
+    /// Changes the session's presence state and tells the registry, so other cluster nodes see
+    /// the change (every write to `state` of a local session goes through here).
+    pub fn update<R>(
+        &self,
+        registry: &dyn SessionRegistry,
+        f: impl FnOnce(&mut PresenceState) -> R,
+    ) -> R {
+        let r = f(&mut self.state.lock().unwrap());
+        registry.changed(self);
+        r
+    }
+
     pub fn is_available(&self) -> bool {
         self.state.lock().unwrap().available
     }
@@ -247,6 +259,20 @@ impl SessionRegistry for LocalRegistry {
 
     fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl LocalRegistry {
+    /// Keeps only the sessions `keep` says yes to.
+    pub fn retain(&self, mut keep: impl FnMut(&SessionHandle) -> bool) {
+        let mut removed = 0;
+        self.by_bare.retain(|_, list| {
+            let before = list.len();
+            list.retain(&mut keep);
+            removed += before - list.len();
+            !list.is_empty()
+        });
+        self.count.fetch_sub(removed, Ordering::Relaxed);
     }
 }
 

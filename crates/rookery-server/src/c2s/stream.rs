@@ -542,8 +542,7 @@ async fn session(
         if !matches!(end, End::Lost) || sm.id.is_none() {
             break end;
         }
-        handle.state.lock().unwrap().hibernating = true;
-        server.sessions.changed(&handle);
+        handle.update(server.sessions.as_ref(), |st| st.hibernating = true);
         for h in &server.modules.hooks {
             h.on_hibernating(&server, &handle, &sm.unacked).await;
         }
@@ -588,8 +587,7 @@ async fn session(
         if sm.ack(r.h).is_err() {
             sm.unacked.clear();
         }
-        handle.state.lock().unwrap().hibernating = false;
-        server.sessions.changed(&handle);
+        handle.update(server.sessions.as_ref(), |st| st.hibernating = false);
         conn.t = r.transport;
         conn.queue = r.queue;
         conn.lang = r.lang.or(conn.lang.take());
@@ -647,8 +645,7 @@ async fn run_connection(
     let mut ping_pending: Option<String> = None;
     // Client State Indication: while inactive, unimportant stanzas wait here.
     let mut inactive = false;
-    handle.state.lock().unwrap().inactive = false;
-    server.sessions.changed(handle);
+    handle.update(server.sessions.as_ref(), |st| st.inactive = false);
     let mut waiting: Vec<Element> = Vec::new();
     // When the bytes of what is in `conn.queue` were read: routing latency counts from there.
     let mut arrived = std::time::Instant::now();
@@ -669,13 +666,11 @@ async fn run_connection(
                     match el.name() {
                         "inactive" => {
                             inactive = true;
-                            handle.state.lock().unwrap().inactive = true;
-                            server.sessions.changed(handle);
+                            handle.update(server.sessions.as_ref(), |st| st.inactive = true);
                         }
                         "active" => {
                             inactive = false;
-                            handle.state.lock().unwrap().inactive = false;
-                            server.sessions.changed(handle);
+                            handle.update(server.sessions.as_ref(), |st| st.inactive = false);
                             if !waiting.is_empty() {
                                 let mut batch = std::mem::take(&mut waiting);
                                 server.metrics.stanzas_out(&batch);
@@ -822,8 +817,9 @@ async fn stream_management(
                 sm.id = Some(id.clone());
                 // Other nodes find the session by this id when the client resumes there.
                 if let Some(h) = server.sessions.get_local(jid) {
-                    h.state.lock().unwrap().resumable = Some(id.clone());
-                    server.sessions.changed(&h);
+                    h.update(server.sessions.as_ref(), |st| {
+                        st.resumable = Some(id.clone())
+                    });
                 }
                 enabled.set_attr("id", id);
                 enabled.set_attr("resume", "true");

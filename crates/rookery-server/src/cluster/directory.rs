@@ -3,73 +3,58 @@
 
 use super::{Cluster, RemoteSink};
 use crate::session::{LocalRegistry, SessionHandle, SessionRegistry};
-use dashmap::DashMap;
 use rookery_core::{BareJid, FullJid};
 use std::sync::Arc;
 
-/// Other nodes' sessions by bare JID.
+/// Other nodes' sessions, kept as this node keeps its own.
 #[derive(Default)]
 pub struct Directory {
-    by_bare: DashMap<BareJid, Vec<SessionHandle>>,
+    sessions: LocalRegistry,
 }
 
 impl Directory {
     pub fn up(&self, sink: RemoteSink, jid: &str, rec: super::wire::Record) {
         let Ok(jid) = FullJid::new(jid) else { return };
-        let mut list = self.by_bare.entry(jid.to_bare()).or_default();
-        match list.iter_mut().find(|h| h.jid == jid) {
+        match self.sessions.get(&jid) {
+            // A state change of a session already known: in place.
             Some(h) if h.id == rec.id && h.node() == Some(sink.node()) => {
                 *h.state.lock().unwrap() = rec.state();
             }
-            Some(h) => *h = SessionHandle::remote(rec.id, jid, sink, rec.state()),
-            None => list.push(SessionHandle::remote(rec.id, jid, sink, rec.state())),
+            _ => {
+                self.sessions
+                    .insert(SessionHandle::remote(rec.id, jid, sink, rec.state()));
+            }
         }
     }
 
     pub fn down(&self, jid: &str, id: u64) {
-        let Ok(jid) = FullJid::new(jid) else { return };
-        self.by_bare.remove_if_mut(&jid.to_bare(), |_, list| {
-            list.retain(|h| !(h.jid == jid && h.id == id));
-            list.is_empty()
-        });
+        if let Ok(jid) = FullJid::new(jid) {
+            self.sessions.remove(&jid, id);
+        }
     }
 
     pub fn node_down(&self, node: &str) {
-        self.by_bare.retain(|_, list| {
-            list.retain(|h| h.node() != Some(node));
-            !list.is_empty()
-        });
+        self.sessions.retain(|h| h.node() != Some(node));
     }
 
     fn get(&self, jid: &FullJid) -> Option<SessionHandle> {
-        self.by_bare
-            .get(&jid.to_bare())
-            .and_then(|l| l.iter().find(|h| &h.jid == jid).cloned())
+        self.sessions.get(jid)
     }
 
     fn resources(&self, user: &BareJid) -> Vec<SessionHandle> {
-        self.by_bare
-            .get(user)
-            .map(|l| l.clone())
-            .unwrap_or_default()
+        self.sessions.resources(user)
     }
 
     fn all(&self) -> Vec<SessionHandle> {
-        self.by_bare
-            .iter()
-            .flat_map(|e| e.value().clone())
-            .collect()
+        self.sessions.all()
     }
 
     pub fn count_on(&self, node: &str) -> usize {
-        self.by_bare
-            .iter()
-            .map(|e| e.value().iter().filter(|h| h.node() == Some(node)).count())
-            .sum()
+        self.all().iter().filter(|h| h.node() == Some(node)).count()
     }
 
     fn len(&self) -> usize {
-        self.by_bare.iter().map(|e| e.value().len()).sum()
+        self.sessions.len()
     }
 }
 

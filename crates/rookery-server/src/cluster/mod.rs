@@ -346,24 +346,33 @@ impl Cluster {
         &self,
         conn: &mut redis::aio::ConnectionManager,
     ) -> redis::RedisResult<Vec<Arc<str>>> {
+        Ok(self.read_members(conn).await?.0)
+    }
+
+    /// The live nodes (also kept in `live`) and the members whose heartbeat expired.
+    async fn read_members(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> redis::RedisResult<(Vec<Arc<str>>, Vec<String>)> {
         let members: Vec<String> = conn.smembers(self.key(&["nodes"])).await?;
         let mut pipe = redis::pipe();
         for m in &members {
             pipe.exists(self.key(&["node", m]));
         }
         let alive: Vec<bool> = pipe.query_async(conn).await?;
-        let mut live: Vec<Arc<str>> = members
-            .iter()
-            .zip(alive)
-            .filter(|(_, a)| *a)
-            .map(|(m, _)| Arc::<str>::from(m.as_str()))
+        let (live, dead): (Vec<_>, Vec<_>) = members.into_iter().zip(alive).partition(|(_, a)| *a);
+        let mut live: Vec<Arc<str>> = live.into_iter().map(|(m, _)| m.into()).collect();
+        let dead = dead
+            .into_iter()
+            .map(|(m, _)| m)
+            .filter(|m| **m != *self.node)
             .collect();
         if !live.iter().any(|n| **n == *self.node) {
             live.push(self.node.clone());
         }
         live.sort();
         *self.live.write().unwrap() = live.clone();
-        Ok(live)
+        Ok((live, dead))
     }
 
     /// Heartbeat, and the purge of nodes that stopped beating.
@@ -384,18 +393,14 @@ impl Cluster {
                 continue;
             }
             let before = self.live_nodes();
-            let live = match self.refresh_live(&mut conn).await {
-                Ok(l) => l,
+            let (live, dead) = match self.read_members(&mut conn).await {
+                Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(%e, "reading cluster members failed");
                     continue;
                 }
             };
-            let members: Vec<String> = conn
-                .smembers(self.key(&["nodes"]))
-                .await
-                .unwrap_or_default();
-            for dead in members.iter().filter(|m| !live.iter().any(|l| **l == ***m)) {
+            for dead in &dead {
                 self.directory.node_down(dead);
                 if let Err(e) = self.purge(server, &mut conn, dead).await {
                     tracing::warn!(%e, node = %dead, "purging a dead node failed");

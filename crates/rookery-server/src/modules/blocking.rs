@@ -142,8 +142,9 @@ impl IqHandler for Blocking {
         match (req.kind, payload.name()) {
             (IqType::Get, "blocklist") => {
                 if let Some(s) = &req.session {
-                    s.state.lock().unwrap().blocklist_interested = true;
-                    server.sessions.changed(s);
+                    s.update(server.sessions.as_ref(), |st| {
+                        st.blocklist_interested = true
+                    });
                 }
                 let list = self.list(server, &user).await;
                 Ok(IqReply::Payload(

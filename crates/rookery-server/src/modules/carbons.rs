@@ -36,8 +36,8 @@ impl IqHandler for Carbons {
         let Some(session) = &req.session else {
             return Err(StanzaError::not_allowed());
         };
-        session.state.lock().unwrap().carbons = req.payload().name() == "enable";
-        server.sessions.changed(session);
+        let on = req.payload().name() == "enable";
+        session.update(server.sessions.as_ref(), |st| st.carbons = on);
         Ok(IqReply::Empty)
     }
 }

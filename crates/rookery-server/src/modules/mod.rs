@@ -265,6 +265,24 @@ pub struct Registry {
     pub samplers: Vec<Arc<dyn crate::metrics::Sampler>>,
 }
 
+/// The domain of a service addressed by an IQ get or set to the service itself, which simple
+/// services (upload, proxy) answer; anything else is answered for them (a message bounces, a
+/// JID below the domain is `item-not-found`) or dropped, and None returned.
+pub fn service_request(server: &Server, el: &Element) -> Option<String> {
+    let to = el.attr("to").and_then(|t| Jid::new(t).ok())?;
+    if el.name() != "iq" || !matches!(el.attr("type"), Some("get" | "set")) {
+        if el.name() == "message" {
+            crate::router::bounce(server, el, StanzaError::service_unavailable());
+        }
+        return None;
+    }
+    if to.node().is_some() {
+        crate::router::bounce(server, el, StanzaError::item_not_found());
+        return None;
+    }
+    Some(to.domain().to_string())
+}
+
 /// Whether a local session wants a stanza, by what only its own node knows (PEP: the
 /// capabilities its client announced). In a cluster, another node sends such a stanza with the
 /// filter's name and lets the session's node decide (`cluster::RemoteSink::deliver_if`).

@@ -74,8 +74,7 @@ impl IqHandler for Roster {
         match req.kind {
             IqType::Get => {
                 if let Some(s) = &req.session {
-                    s.state.lock().unwrap().interested = true;
-                    server.sessions.changed(s);
+                    s.update(server.sessions.as_ref(), |st| st.interested = true);
                 }
                 let (ver, items) = server.storage.roster(&user).await.map_err(storage_err)?;
                 let ver_s = ver.to_string();

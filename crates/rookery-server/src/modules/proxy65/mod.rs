@@ -206,20 +206,10 @@ impl Proxy65 {
 #[async_trait]
 impl Service for Proxy65 {
     async fn handle(&self, server: &Server, el: Element) {
-        let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
+        let Some(domain) = super::service_request(server, &el) else {
             return;
         };
-        if el.name() != "iq" || !matches!(el.attr("type"), Some("get" | "set")) {
-            if el.name() == "message" {
-                crate::router::bounce(server, &el, StanzaError::service_unavailable());
-            }
-            return;
-        }
-        if to.node().is_some() {
-            crate::router::bounce(server, &el, StanzaError::item_not_found());
-            return;
-        }
-        match self.iq(server, &el, to.domain().as_str()) {
+        match self.iq(server, &el, &domain) {
             Ok(None) => crate::router::deliver(server, stanza::iq_result(&el)).await,
             Ok(Some(p)) => crate::router::deliver(server, stanza::iq_result_with(&el, p)).await,
             Err(e) => crate::router::bounce(server, &el, e),

@@ -376,24 +376,12 @@ impl Service for Upload {
     }
 
     async fn handle(&self, server: &Server, el: Element) {
-        let Some(to) = el.attr("to").and_then(|t| Jid::new(t).ok()) else {
+        let Some(domain) = super::service_request(server, &el) else {
             return;
         };
-        if el.name() != "iq" || !matches!(el.attr("type"), Some("get" | "set")) {
-            if el.name() == "message" {
-                crate::router::bounce(server, &el, StanzaError::service_unavailable());
-            }
-            return;
-        }
-        if to.node().is_some() {
-            crate::router::bounce(server, &el, StanzaError::item_not_found());
-            return;
-        }
-        let host = to
-            .domain()
-            .as_str()
+        let host = domain
             .strip_prefix(&format!("{}.", self.inner.options.subdomain))
-            .unwrap_or(to.domain().as_str())
+            .unwrap_or(&domain)
             .to_string();
         match self.iq(server, &el, &host).await {
             Ok(p) => crate::router::deliver(server, stanza::iq_result_with(&el, p)).await,
