@@ -116,10 +116,28 @@ async fn roster_get(c: &mut Client) {
         .await;
 }
 
-/// Mutual subscription between `a` and `b` (bare JIDs `ja`, `jb`).
-async fn befriend(a: &mut Client, ja: &str, b: &mut Client, jb: &str) {
+/// Mutual subscription between `a` and `b` (bare JIDs `ja`, `jb`, resource `r`).
+async fn befriend(nodes: &[TestServer], a: &mut Client, ja: &str, b: &mut Client, jb: &str) {
     roster_get(a).await;
     roster_get(b).await;
+    // Subscription requests reach resources that are available and asked for the roster: wait
+    // until every node's copy of both sessions says so (replication is asynchronous).
+    for full in [format!("{ja}/r"), format!("{jb}/r")] {
+        let jid: rookery_core::FullJid = full.parse().unwrap();
+        for n in nodes {
+            let ready = || {
+                n.server.sessions.get(&jid).is_some_and(|s| {
+                    let st = s.state.lock().unwrap();
+                    st.available && st.interested
+                })
+            };
+            wait_for(
+                ready,
+                &format!("{full} available and interested everywhere"),
+            )
+            .await;
+        }
+    }
     a.send(&format!("<presence to='{jb}' type='subscribe'/>"))
         .await;
     b.recv_until(|e| e.name() == "presence" && e.attr("type") == Some("subscribe"))
@@ -153,7 +171,14 @@ async fn users_on_different_nodes_subscribe_chat_and_get_carbons() {
         return;
     };
     let (mut alice, mut bob) = alice_and_bob(&nodes).await;
-    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+    befriend(
+        &nodes,
+        &mut alice,
+        "alice@localhost",
+        &mut bob,
+        "bob@localhost",
+    )
+    .await;
 
     // Alice's second session, on the third node, with carbons.
     let mut alice2 = nodes[2].login_as("alice", "pw123456", "phone").await;
@@ -275,7 +300,14 @@ async fn a_dead_nodes_sessions_are_purged_and_contacts_see_them_go() {
         return;
     };
     let (mut alice, mut bob) = alice_and_bob(&nodes).await;
-    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+    befriend(
+        &nodes,
+        &mut alice,
+        "alice@localhost",
+        &mut bob,
+        "bob@localhost",
+    )
+    .await;
     // Node 2 stops dead: no goodbye, no unavailable presence from Bob's session.
     nodes[1].server.cluster.as_ref().unwrap().halt();
     let gone = alice
@@ -552,7 +584,14 @@ async fn pep_notifications_reach_contacts_on_other_nodes_that_want_them() {
         return;
     };
     let (mut alice, mut bob) = alice_and_bob(&nodes).await;
-    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+    befriend(
+        &nodes,
+        &mut alice,
+        "alice@localhost",
+        &mut bob,
+        "bob@localhost",
+    )
+    .await;
     // Bob's client wants tunes; only node 2 learns what his capabilities mean.
     common::announce_caps(&mut bob, &["urn:x:tune+notify"]).await;
     alice.drain().await;

@@ -532,7 +532,20 @@ impl Cluster {
                     }
                 }
             }
-            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+            // A dropped connection fails the batch before Redis ran it (the connection manager
+            // reconnects on the next use): send it again rather than lose it. A drop while Redis
+            // was answering may deliver part of it twice: at least once, not at most once.
+            let mut result = pipe.query_async::<Vec<i64>>(&mut conn).await;
+            for attempt in 1..=3u64 {
+                match &result {
+                    Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        result = pipe.query_async::<Vec<i64>>(&mut conn).await;
+                    }
+                    _ => break,
+                }
+            }
+            match result {
                 Ok(heard) => {
                     let unheard: Vec<_> = std::mem::take(&mut delivers)
                         .into_iter()
