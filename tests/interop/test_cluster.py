@@ -16,9 +16,10 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 
-from rookery_harness import NS_CLIENT, ClientPool, Pred, RookeryServer, befriend, dump, message, presence, q
+from rookery_harness import DEFAULT_PLUGINS, NS_CLIENT, ClientPool, Pred, RookeryServer, befriend, dump, message, presence, q
 from test_muc import MUC_PLUGINS, create_instant_room, groupchat, join, occ, room_jid
 
 PASSWORD = "secret-password"
@@ -356,3 +357,36 @@ async def test_messages_accepted_between_the_kill_and_the_purge_are_not_lost(clu
     for i in range(3):
         assert got.count("in the window %d" % i) == 1, \
             "bob's new login should get 'in the window %d' exactly once; got %s" % (i, got)
+
+
+async def test_an_upload_slot_from_one_node_is_used_on_another_and_served_by_all(cluster):
+    """HTTP upload (XEP-0363) behind a load balancer: slixmpp asks n1 for a slot, the PUT lands
+    on n2, every node serves the file from PostgreSQL, and the slot is spent everywhere."""
+    n1, n2, n3 = cluster.nodes
+    n1.add_user("alice", PASSWORD)
+    alice = await cluster.pool.login("alice", server=n1, plugins=DEFAULT_PLUGINS + ("xep_0363",))
+    data = os.urandom(700_000)
+    slot = await alice.xmpp.plugin["xep_0363"].request_slot(
+        "upload.localhost", "photo.jpg", len(data), "image/jpeg", timeout=10)
+    put = slot["http_upload_slot"]["put"]
+    url = put["url"]
+    headers = {h["name"]: h["value"] for h in put["headers"]}
+    headers["Content-Type"] = "image/jpeg"
+    path = url[url.index("/upload/"):]
+
+    def on(node):
+        return "http://127.0.0.1:%d%s" % (node.http_port, path)
+
+    async with aiohttp.ClientSession() as http:
+        async with http.put(on(n2), data=data, headers=headers) as r:
+            assert r.status == 201, await r.text()
+        for node in (n1, n2, n3):
+            async with http.get(on(node)) as r:
+                assert r.status == 200, node.name
+                assert await r.read() == data, node.name
+                assert r.headers["Content-Type"] == "image/jpeg"
+        async with http.get(on(n3), headers={"Range": "bytes=300000-300099"}) as r:
+            assert r.status == 206
+            assert await r.read() == data[300000:300100]
+        async with http.put(on(n3), data=data, headers=headers) as r:
+            assert r.status == 409, await r.text()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 mod transfer;
 pub use transfer::{
-    ExtdiscoOptions, ExternalService, Proxy65Options, ServiceSecret, UploadOptions,
+    ExtdiscoOptions, ExternalService, Proxy65Options, ServiceSecret, UploadContents, UploadOptions,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -564,6 +564,28 @@ impl Config {
                 self.data_dir.join("rookery.sqlite").display()
             )
         })
+    }
+
+    /// Where uploaded files' contents go (see `UploadOptions::store`).
+    pub fn upload_contents(&self) -> UploadContents {
+        let shared = self.cluster.redis.is_some()
+            || self
+                .storage
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        self.modules.upload.store.unwrap_or(if shared {
+            UploadContents::Database
+        } else {
+            UploadContents::Files
+        })
+    }
+
+    pub fn upload_dir(&self) -> PathBuf {
+        self.modules
+            .upload
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("upload"))
     }
 
     pub fn module_enabled(&self, name: &str) -> bool {

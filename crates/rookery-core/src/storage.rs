@@ -1,5 +1,5 @@
 //! Storage contracts by data shape (accounts, roster, offline queue, per-user key-value, archive,
-//! pubsub) and the export surface that copies a backend. Every backend (SQLite, PostgreSQL,
+//! pubsub, uploads) and the export surface that copies a backend. Every backend (SQLite, PostgreSQL,
 //! memory) implements all of them; modules see only these traits.
 
 use async_trait::async_trait;
@@ -225,11 +225,20 @@ pub trait ExportStore: Send + Sync {
     async fn archive_owners(&self) -> StorageResult<Vec<String>>;
     /// Pubsub services with at least one node, ordered.
     async fn pubsub_services(&self) -> StorageResult<Vec<String>>;
+    /// Every stored upload (not unused slots), ordered by id.
+    async fn all_uploads(&self) -> StorageResult<Vec<Upload>>;
 }
 
 /// Everything a backend provides.
 pub trait Storage:
-    AccountStore + RosterStore + OfflineStore + KeyValueStore + ArchiveStore + PubSubStore + ExportStore
+    AccountStore
+    + RosterStore
+    + OfflineStore
+    + KeyValueStore
+    + ArchiveStore
+    + PubSubStore
+    + UploadStore
+    + ExportStore
 {
 }
 impl<T> Storage for T where
@@ -239,8 +248,74 @@ impl<T> Storage for T where
         + KeyValueStore
         + ArchiveStore
         + PubSubStore
+        + UploadStore
         + ExportStore
 {
+}
+
+/// A file uploaded over HTTP (XEP-0363), or a slot granted for one and not used yet. Every
+/// node of a cluster sees the same records, so a slot granted by one is honoured by another.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Upload {
+    /// 32 lowercase hex digits.
+    pub id: String,
+    /// Bare JID of the uploader.
+    pub owner: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    /// Unix seconds: when the slot was granted, then when the file was stored.
+    pub created: u64,
+    /// Unix seconds: when an unused slot lapses, or when a stored file goes (None: kept).
+    pub expires: Option<u64>,
+    /// The file is stored (else this is a slot).
+    pub stored: bool,
+    /// SHA-256 of the slot's bearer token (empty once stored).
+    pub token_hash: Vec<u8>,
+}
+
+/// Contents kept in the database are cut into pieces of this many bytes (the last one
+/// shorter), numbered from 0: a range request reads only the pieces it covers.
+pub const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// Judges a reservation by everything its owner holds (see [`UploadStore::upload_reserve`]).
+pub type UploadAdmission<'j> = dyn for<'a> Fn(&'a [Upload]) -> bool + Send + Sync + 'j;
+
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Records `slot` when `admit` accepts everything its owner holds (files and slots,
+    /// lapsed ones included), with no other reservation of that owner in between, on any node;
+    /// false when refused. Errors when the id is taken.
+    async fn upload_reserve(
+        &self,
+        slot: &Upload,
+        admit: &UploadAdmission<'_>,
+    ) -> StorageResult<bool>;
+    async fn upload_get(&self, id: &str) -> StorageResult<Option<Upload>>;
+    /// Everything `owner` holds: files and slots, lapsed ones included.
+    async fn upload_by_owner(&self, owner: &str) -> StorageResult<Vec<Upload>>;
+    /// Turns a slot into a stored file created at `created`, kept until `expires`, in one
+    /// transaction with moving the contents written under `staged` (if any) to `id`; false when
+    /// `id` is no slot (already used, or gone), and then the staged contents are dropped. Of two
+    /// uploads racing for one slot, on any nodes, one wins.
+    async fn upload_finish(
+        &self,
+        id: &str,
+        created: u64,
+        expires: Option<u64>,
+        staged: Option<&str>,
+    ) -> StorageResult<bool>;
+    /// Records a stored file as it was elsewhere (`rookery migrate`, an older store).
+    async fn upload_restore(&self, file: &Upload) -> StorageResult<()>;
+    /// Removes records with their contents, staged ones (`<id>~…`) included.
+    async fn upload_delete(&self, ids: &[String]) -> StorageResult<()>;
+    /// The slots lapsed and files expired at `now`, by id.
+    async fn upload_expired(&self, now: u64) -> StorageResult<Vec<Upload>>;
+    /// Stores piece `seq` of the contents of `id` (see [`UPLOAD_CHUNK`]), replacing it.
+    async fn upload_put_chunk(&self, id: &str, seq: u32, data: &[u8]) -> StorageResult<()>;
+    async fn upload_chunk(&self, id: &str, seq: u32) -> StorageResult<Option<Vec<u8>>>;
+    /// Removes the contents stored under `id` (an upload that failed midway).
+    async fn upload_delete_chunks(&self, id: &str) -> StorageResult<()>;
 }
 
 /// One pubsub node as stored (XEP-0060): its configuration (JSON the pubsub module owns), plus

@@ -617,3 +617,63 @@ async fn pep_notifications_reach_contacts_on_other_nodes_that_want_them() {
         "{rest:?}"
     );
 }
+
+/// HTTP upload (XEP-0363) across nodes: a slot granted by one node is uploaded to through
+/// another and the file is served by a third, as behind a load balancer; the slot is used once
+/// across all of them.
+#[tokio::test]
+async fn an_upload_slot_from_one_node_works_on_every_node() {
+    use common::http::https;
+    let Some(nodes) = cluster(3).await else {
+        return;
+    };
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    let body: Vec<u8> = (0..400_000u32).map(|i| (i % 253) as u8).collect();
+    let r = alice
+        .iq(Element::parse(&format!(
+            "<iq xmlns='jabber:client' type='get' id='slot' to='upload.localhost'><request xmlns='urn:xmpp:http:upload:0' filename='cat.jpg' size='{}' content-type='image/jpeg'/></iq>",
+            body.len()
+        ))
+        .unwrap())
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    let slot = r.get_child("slot", "urn:xmpp:http:upload:0").unwrap();
+    let url = slot
+        .get_child("put", "urn:xmpp:http:upload:0")
+        .and_then(|p| p.attr("url"))
+        .unwrap()
+        .to_string();
+    let auth = slot
+        .get_child("put", "urn:xmpp:http:upload:0")
+        .and_then(|p| p.get_child("header", "urn:xmpp:http:upload:0"))
+        .unwrap()
+        .text();
+    let path = format!("/upload/{}", url.split_once("/upload/").unwrap().1);
+    let len = body.len().to_string();
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "image/jpeg"),
+        ("Content-Length", len.as_str()),
+    ];
+    let put = https(nodes[1].https, "PUT", &path, &headers, &body).await;
+    assert_eq!(put.status, 201, "{}", String::from_utf8_lossy(&put.body));
+    for (i, node) in nodes.iter().enumerate() {
+        let got = https(node.https, "GET", &path, &[], b"").await;
+        assert_eq!(got.status, 200, "GET on node {}", i + 1);
+        assert!(got.body == body, "the same bytes from node {}", i + 1);
+        assert_eq!(got.header("content-type"), Some("image/jpeg"));
+    }
+    let part = https(
+        nodes[2].https,
+        "GET",
+        &path,
+        &[("Range", "bytes=262140-262150")],
+        b"",
+    )
+    .await;
+    assert_eq!(part.status, 206);
+    assert!(part.body == body[262_140..=262_150]);
+    // The slot was used on node 2: node 3 knows.
+    let again = https(nodes[2].https, "PUT", &path, &headers, &body).await;
+    assert_eq!(again.status, 409);
+}

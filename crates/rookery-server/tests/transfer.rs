@@ -4,13 +4,13 @@
 
 mod common;
 
+use common::http::{https, Reply};
 use common::{error_condition, Client, TestServer};
 use rookery_bench::client::{self, Online};
 use rookery_bench::scram::Mechanism;
-use rookery_core::config::{ExternalService, ServiceSecret};
+use rookery_core::config::{ExternalService, ServiceSecret, UploadContents};
 use rookery_xml::{ns, Element};
 use sha1::{Digest, Sha1};
-use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -20,71 +20,6 @@ const EXTDISCO: &str = "urn:xmpp:extdisco:2";
 const IBB: &str = "http://jabber.org/protocol/ibb";
 const INFO: &str = "http://jabber.org/protocol/disco#info";
 const SM: &str = "urn:xmpp:sm:3";
-
-/// An HTTP response, read whole.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request over TLS to `addr` (`Connection: close`).
-async fn https(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Reply {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(rookery_bench::tls::client_config().unwrap());
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut io = connector.connect(name, tcp).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    io.write_all(req.as_bytes()).await.unwrap();
-    io.write_all(body).await.unwrap();
-    io.flush().await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(common::WAIT, io.read_to_end(&mut raw))
-        .await
-        .expect("HTTP reply timed out");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
 
 fn request(filename: &str, size: u64, content_type: &str) -> Element {
     Element::new("iq", ns::CLIENT)
@@ -148,7 +83,20 @@ async fn user(s: &TestServer, name: &str) -> Client {
 
 #[tokio::test]
 async fn upload_round_trip_with_ranges_single_use_and_discovery() {
-    let s = TestServer::start_with(|c| c.modules.upload.max_file_size = 5_000_000).await;
+    round_trip(UploadContents::Files).await;
+}
+
+#[tokio::test]
+async fn upload_round_trip_with_contents_in_the_database() {
+    round_trip(UploadContents::Database).await;
+}
+
+async fn round_trip(contents: UploadContents) {
+    let s = TestServer::start_with(|c| {
+        c.modules.upload.max_file_size = 5_000_000;
+        c.modules.upload.store = Some(contents);
+    })
+    .await;
     let mut alice = user(&s, "alice").await;
     let items = alice
         .iq(Element::parse(
@@ -178,7 +126,8 @@ async fn upload_round_trip_with_ranges_single_use_and_discovery() {
         "XEP-0128 max-file-size: {xml}"
     );
 
-    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    // More than two pieces of contents kept in the database.
+    let body: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
     let slot = slot(
         &s,
         &mut alice,
@@ -215,24 +164,39 @@ async fn upload_round_trip_with_ranges_single_use_and_discovery() {
     assert_eq!(got.status, 200);
     assert!(got.body == body, "the same bytes back");
     assert_eq!(got.header("content-type"), Some("application/octet-stream"));
-    assert_eq!(got.header("content-length"), Some("300000"));
+    assert_eq!(got.header("content-length"), Some("600000"));
     assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
     assert!(got
         .header("content-disposition")
         .unwrap()
         .starts_with("attachment"));
 
-    let part = https(
+    // Ranges within a piece and across pieces.
+    for (a, b) in [(1000, 1999), (262_000, 530_000), (599_990, 599_999)] {
+        let part = https(
+            s.https,
+            "GET",
+            &slot.path,
+            &[("Range", &format!("bytes={a}-{b}"))],
+            b"",
+        )
+        .await;
+        assert_eq!(part.status, 206);
+        assert_eq!(
+            part.header("content-range"),
+            Some(format!("bytes {a}-{b}/600000").as_str())
+        );
+        assert!(part.body == body[a..=b], "bytes {a}-{b}");
+    }
+    let beyond = https(
         s.https,
         "GET",
         &slot.path,
-        &[("Range", "bytes=1000-1999")],
+        &[("Range", "bytes=600000-")],
         b"",
     )
     .await;
-    assert_eq!(part.status, 206);
-    assert_eq!(part.header("content-range"), Some("bytes 1000-1999/300000"));
-    assert!(part.body == body[1000..2000]);
+    assert_eq!(beyond.status, 416);
     let head = https(s.https, "HEAD", &slot.path, &[], b"").await;
     assert_eq!((head.status, head.body.len()), (200, 0));
     // Another name under the same id is not the file.

@@ -26,6 +26,20 @@ pub struct UploadOptions {
     /// `https://upload.example.org`); `/upload/...` is appended. Default: this server's first
     /// HTTPS listener, else its first HTTP listener.
     pub url_base: Option<String>,
+    /// Where file contents go: `files` (under `path`) or `database` (the storage backend, so
+    /// every node of a cluster serves every file). Default: `database` when storage is
+    /// PostgreSQL or the server is a cluster node, else `files`.
+    pub store: Option<UploadContents>,
+    /// Directory of `files` (default: `<data_dir>/upload`); nodes of a cluster storing
+    /// `files` must share it.
+    pub path: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadContents {
+    Files,
+    Database,
 }
 
 impl Default for UploadOptions {
@@ -40,6 +54,8 @@ impl Default for UploadOptions {
             slot_lifetime_seconds: 300,
             expire_after_days: 30,
             url_base: None,
+            store: None,
+            path: None,
         }
     }
 }

@@ -224,6 +224,7 @@ pub async fn run(s: &dyn Storage) {
 
     pubsub(s).await;
     export(s).await;
+    uploads(s).await;
 
     // Deleting an account removes its data
     s.kv_set(&bob, "private", "a:b", Some("x")).await.unwrap();
@@ -508,4 +509,136 @@ async fn export(s: &dyn Storage) {
     assert_eq!(s.pubsub_services().await.unwrap(), vec!["other"]);
     assert!(s.kv_stores().await.unwrap().is_empty());
     assert_eq!(s.roster_owners().await.unwrap(), vec!["alice@example.test"]);
+}
+
+/// Upload slots and files (XEP-0363): reservations judged by what the owner holds, one use
+/// per slot, expiry, contents in pieces.
+async fn uploads(s: &dyn Storage) {
+    let slot = |id: &str, owner: &str, size: u64, expires: u64| Upload {
+        id: id.to_string(),
+        owner: owner.to_string(),
+        filename: "a b.txt".into(),
+        content_type: "text/plain".into(),
+        size,
+        created: 100,
+        expires: Some(expires),
+        stored: false,
+        token_hash: vec![7; 32],
+    };
+    let under =
+        |limit: u64| move |held: &[Upload]| held.iter().map(|u| u.size).sum::<u64>() <= limit;
+    assert_eq!(s.upload_get("a1").await.unwrap(), None);
+    assert!(s
+        .upload_reserve(&slot("a1", "u@x", 10, 400), &under(100))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.upload_get("a1").await.unwrap(),
+        Some(slot("a1", "u@x", 10, 400))
+    );
+    // The judge sees what the owner holds, and only that.
+    assert!(s
+        .upload_reserve(&slot("b2", "v@x", 95, 400), &under(95))
+        .await
+        .unwrap());
+    let seen = std::sync::Mutex::new(Vec::new());
+    let judge = |held: &[Upload]| {
+        seen.lock()
+            .unwrap()
+            .extend(held.iter().map(|u| u.id.clone()));
+        false
+    };
+    assert!(!s
+        .upload_reserve(&slot("a3", "u@x", 1, 400), &judge)
+        .await
+        .unwrap());
+    assert_eq!(*seen.lock().unwrap(), vec!["a1"]);
+    assert_eq!(s.upload_get("a3").await.unwrap(), None);
+    assert!(s
+        .upload_reserve(&slot("a1", "u@x", 1, 400), &under(100))
+        .await
+        .is_err());
+
+    // A slot is used once: of two uploads staged for it, the first to finish wins.
+    s.upload_put_chunk("a1~one", 0, b"first").await.unwrap();
+    s.upload_put_chunk("a1~two", 0, b"second").await.unwrap();
+    assert!(!s.upload_finish("zz", 200, None, None).await.unwrap());
+    assert!(s
+        .upload_finish("a1", 200, Some(9000), Some("a1~one"))
+        .await
+        .unwrap());
+    assert!(!s
+        .upload_finish("a1", 300, None, Some("a1~two"))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.upload_chunk("a1", 0).await.unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert_eq!(s.upload_chunk("a1~one", 0).await.unwrap(), None);
+    assert_eq!(s.upload_chunk("a1~two", 0).await.unwrap(), None);
+    let stored = s.upload_get("a1").await.unwrap().unwrap();
+    assert!(stored.stored && stored.token_hash.is_empty());
+    assert_eq!((stored.created, stored.expires), (200, Some(9000)));
+    assert!(s
+        .upload_reserve(&slot("a4", "u@x", 30, 500), &under(40))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.upload_by_owner("u@x")
+            .await
+            .unwrap()
+            .iter()
+            .map(|u| u.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a1", "a4"]
+    );
+
+    // Contents, piece by piece.
+    let big = vec![0xAB; UPLOAD_CHUNK];
+    s.upload_put_chunk("a1", 0, &big).await.unwrap();
+    s.upload_put_chunk("a1", 1, b"tail").await.unwrap();
+    assert_eq!(s.upload_chunk("a1", 0).await.unwrap(), Some(big));
+    assert_eq!(
+        s.upload_chunk("a1", 1).await.unwrap().as_deref(),
+        Some(&b"tail"[..])
+    );
+    assert_eq!(s.upload_chunk("a1", 2).await.unwrap(), None);
+    s.upload_put_chunk("a4~x", 0, b"x").await.unwrap();
+    s.upload_delete_chunks("a4~x").await.unwrap();
+    assert_eq!(s.upload_chunk("a4~x", 0).await.unwrap(), None);
+    assert!(s.upload_get("a4").await.unwrap().is_some());
+    // Deleting a slot drops what was staged for it.
+    s.upload_put_chunk("a4~y", 0, b"y").await.unwrap();
+
+    // Lapsed slots and expired files; only stored files are exported.
+    let ids = |v: Vec<Upload>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    assert!(s.upload_expired(399).await.unwrap().is_empty());
+    assert_eq!(
+        s.upload_expired(400).await.unwrap(),
+        vec![slot("b2", "v@x", 95, 400)]
+    );
+    assert_eq!(
+        ids(s.upload_expired(9000).await.unwrap()),
+        vec!["a1", "a4", "b2"]
+    );
+    assert_eq!(s.all_uploads().await.unwrap(), vec![stored.clone()]);
+    s.upload_delete(&["a1".to_string(), "b2".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(s.upload_get("a1").await.unwrap(), None);
+    assert_eq!(s.upload_chunk("a1", 0).await.unwrap(), None);
+    assert!(s.all_uploads().await.unwrap().is_empty());
+    let mut kept = stored;
+    kept.expires = None;
+    s.upload_restore(&kept).await.unwrap();
+    assert_eq!(s.all_uploads().await.unwrap(), vec![kept]);
+    assert_eq!(
+        ids(s.upload_expired(u64::MAX >> 2).await.unwrap()),
+        vec!["a4"]
+    );
+    s.upload_delete(&["a1".to_string(), "a4".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(s.upload_chunk("a4~y", 0).await.unwrap(), None);
 }

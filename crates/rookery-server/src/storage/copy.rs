@@ -17,6 +17,7 @@ pub struct CopyReport {
     pub kv_values: usize,
     pub archived_messages: usize,
     pub pubsub_nodes: usize,
+    pub uploads: usize,
 }
 
 impl std::fmt::Display for CopyReport {
@@ -24,13 +25,14 @@ impl std::fmt::Display for CopyReport {
         write!(
             f,
             "{} accounts, {} rosters, {} offline stanzas, {} key-value entries, \
-             {} archived messages, {} pubsub nodes",
+             {} archived messages, {} pubsub nodes, {} uploads",
             self.accounts,
             self.rosters,
             self.offline_stanzas,
             self.kv_values,
             self.archived_messages,
-            self.pubsub_nodes
+            self.pubsub_nodes,
+            self.uploads
         )
     }
 }
@@ -42,7 +44,8 @@ pub async fn is_empty(s: &dyn Storage) -> StorageResult<bool> {
         && s.offline_owners().await?.is_empty()
         && s.kv_stores().await?.is_empty()
         && s.archive_owners().await?.is_empty()
-        && s.pubsub_services().await?.is_empty())
+        && s.pubsub_services().await?.is_empty()
+        && s.all_uploads().await?.is_empty())
 }
 
 fn jid(s: &str) -> anyhow::Result<BareJid> {
@@ -51,7 +54,8 @@ fn jid(s: &str) -> anyhow::Result<BareJid> {
 
 /// Copies every account (with its SCRAM keys), roster (with its version and pending inbound
 /// requests), offline queue, key-value entry, archive (ids, timestamps and order kept) and pubsub
-/// service (items in publication order) from `from` into `to`, which must be empty. Neither
+/// service (items in publication order) and upload record (with contents kept in the database)
+/// from `from` into `to`, which must be empty. Neither
 /// should be in use by a running server meanwhile.
 pub async fn copy(from: &dyn Storage, to: &dyn Storage) -> anyhow::Result<CopyReport> {
     // Merging into existing data could silently replace rosters or skip archive ids.
@@ -129,6 +133,16 @@ pub async fn copy(from: &dyn Storage, to: &dyn Storage) -> anyhow::Result<CopyRe
             }
             report.pubsub_nodes += 1;
         }
+    }
+    for file in from.all_uploads().await? {
+        to.upload_restore(&file).await?;
+        // Contents kept in the database come along; files on disk stay where they are.
+        let mut seq = 0;
+        while let Some(piece) = from.upload_chunk(&file.id, seq).await? {
+            to.upload_put_chunk(&file.id, seq, &piece).await?;
+            seq += 1;
+        }
+        report.uploads += 1;
     }
     Ok(report)
 }

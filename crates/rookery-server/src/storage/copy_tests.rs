@@ -19,6 +19,8 @@ struct Snapshot {
     kv: Vec<KvStore>,
     archives: Vec<(String, Vec<Archived>)>,
     pubsub: Vec<(String, Vec<StoredNode>)>,
+    /// Stored uploads with their contents kept in the database.
+    uploads: Vec<(Upload, Vec<Vec<u8>>)>,
 }
 
 fn jid(s: &str) -> BareJid {
@@ -33,7 +35,15 @@ async fn snapshot(s: &dyn Storage) -> Snapshot {
         kv: vec![],
         archives: vec![],
         pubsub: vec![],
+        uploads: vec![],
     };
+    for f in s.all_uploads().await.unwrap() {
+        let mut pieces = Vec::new();
+        while let Some(p) = s.upload_chunk(&f.id, pieces.len() as u32).await.unwrap() {
+            pieces.push(p);
+        }
+        snap.uploads.push((f, pieces));
+    }
     for u in s.all_accounts().await.unwrap() {
         let c = s.credentials(&jid(&u)).await.unwrap();
         snap.accounts.push((u, c));
@@ -159,6 +169,31 @@ async fn fill(s: &dyn Storage) {
     s.pubsub_put_node("pubsub.a.test", "empty", "{}")
         .await
         .unwrap();
+    for (id, pieces) in [("0a", 2u32), ("0b", 0)] {
+        let file = Upload {
+            id: id.into(),
+            owner: "alice@a.test".into(),
+            filename: format!("{id}.bin"),
+            content_type: "application/octet-stream".into(),
+            size: 10,
+            created: 5,
+            expires: Some(99),
+            stored: false,
+            token_hash: vec![1; 32],
+        };
+        assert!(s.upload_reserve(&file, &|_| true).await.unwrap());
+        assert!(s.upload_finish(id, 6, Some(100), None).await.unwrap());
+        for seq in 0..pieces {
+            s.upload_put_chunk(id, seq, &[seq as u8; 5]).await.unwrap();
+        }
+    }
+    // An unused slot is not data worth moving.
+    let slot = Upload {
+        id: "0c".into(),
+        owner: "alice@a.test".into(),
+        ..Default::default()
+    };
+    assert!(s.upload_reserve(&slot, &|_| true).await.unwrap());
 }
 
 async fn copies_everything(from: &dyn Storage, to: &dyn Storage) {
@@ -173,6 +208,8 @@ async fn copies_everything(from: &dyn Storage, to: &dyn Storage) {
     assert_eq!(report.accounts, 2);
     assert_eq!(report.archived_messages, 2500);
     assert_eq!(report.pubsub_nodes, 3);
+    assert_eq!(report.uploads, 2);
+    assert_eq!(before.uploads[0].1.len(), 2);
     let after = snapshot(to).await;
     assert_eq!(after.accounts, before.accounts);
     assert_eq!(after.rosters, before.rosters);
@@ -180,6 +217,7 @@ async fn copies_everything(from: &dyn Storage, to: &dyn Storage) {
     assert_eq!(after.kv, before.kv);
     assert_eq!(after.archives, before.archives);
     assert_eq!(after.pubsub, before.pubsub);
+    assert_eq!(after.uploads, before.uploads);
     // The copy goes on as the original would: the roster version continues from where it was.
     let alice = jid("alice@a.test");
     let item = RosterItem {

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 #[path = "memory_pubsub.rs"]
 mod pubsub;
+#[path = "memory_upload.rs"]
+mod upload;
 
 #[derive(Default)]
 pub struct MemoryStorage {
@@ -23,6 +25,7 @@ struct Inner {
     kv: HashMap<(String, String, String), String>,
     archive: HashMap<String, Vec<Archived>>,
     pubsub: pubsub::Nodes,
+    uploads: upload::Uploads,
 }
 
 #[async_trait]
@@ -361,6 +364,10 @@ impl ExportStore for MemoryStorage {
         let g = self.inner.lock().unwrap();
         let services: BTreeSet<String> = g.pubsub.keys().map(|(s, _)| s.clone()).collect();
         Ok(services.into_iter().collect())
+    }
+
+    async fn all_uploads(&self) -> StorageResult<Vec<Upload>> {
+        Ok(self.inner.lock().unwrap().uploads.stored())
     }
 }
 

@@ -4,6 +4,7 @@ mod copy;
 mod memory;
 mod postgres;
 mod sql;
+mod sql_upload;
 mod sqlite;
 
 pub use copy::{copy, is_empty, CopyReport};

@@ -21,6 +21,8 @@ mod export;
 #[path = "postgres_pubsub.rs"]
 mod pubsub;
 
+super::sql_upload::sql_upload_store!(PostgresStorage, super::sql_upload::numbered);
+
 /// Connections per node when the URL does not say (`?max_connections=N`).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
@@ -65,6 +67,14 @@ impl PostgresStorage {
             .await
             .with_context(|| format!("migrating PostgreSQL database {target}"))?;
         Ok(PostgresStorage { pool })
+    }
+
+    /// A transaction holding `owner`'s upload lock: one reservation per owner at a time on
+    /// every node.
+    async fn upload_tx(&self, owner: &str) -> StorageResult<sqlx::Transaction<'_, sqlx::Postgres>> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        Self::lock(&mut tx, &format!("upload {owner}")).await?;
+        Ok(tx)
     }
 
     /// Serialises one check-then-write sequence per `key` across every node, until the

@@ -147,3 +147,34 @@ pub(crate) fn assemble_nodes(
     }
     nodes
 }
+
+/// An `uploads` row as both backends select it (`UPLOAD_COLUMNS`).
+pub(crate) type UploadRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    bool,
+    Vec<u8>,
+);
+
+pub(crate) const UPLOAD_COLUMNS: &str =
+    "id, owner, filename, content_type, size, created, expires, stored, token_hash";
+
+pub(crate) fn upload_from_row(r: UploadRow) -> rookery_core::storage::Upload {
+    let (id, owner, filename, content_type, size, created, expires, stored, token_hash) = r;
+    rookery_core::storage::Upload {
+        id,
+        owner,
+        filename,
+        content_type,
+        size: size as u64,
+        created: created as u64,
+        expires: expires.map(|e| e as u64),
+        stored,
+        token_hash,
+    }
+}

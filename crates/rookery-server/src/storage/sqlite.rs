@@ -14,6 +14,8 @@ mod export;
 #[path = "sqlite_pubsub.rs"]
 mod pubsub;
 
+super::sql_upload::sql_upload_store!(SqliteStorage, str::to_string);
+
 pub struct SqliteStorage {
     pool: SqlitePool,
 }
@@ -37,6 +39,11 @@ impl SqliteStorage {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStorage { pool })
+    }
+
+    /// A write transaction taken at once: one upload reservation at a time.
+    async fn upload_tx(&self, _owner: &str) -> StorageResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)
     }
 
     async fn bump_version(tx: &mut sqlx::SqliteConnection, user: &str) -> StorageResult<u64> {

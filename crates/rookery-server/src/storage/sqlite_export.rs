@@ -83,4 +83,8 @@ impl ExportStore for SqliteStorage {
         self.strings("SELECT DISTINCT service FROM pubsub_nodes ORDER BY service")
             .await
     }
+
+    async fn all_uploads(&self) -> StorageResult<Vec<Upload>> {
+        self.stored_uploads().await
+    }
 }

@@ -1,6 +1,8 @@
 //! Test harness: a real server on ephemeral ports, and clients that speak raw XMPP to it.
 #![allow(dead_code)]
 
+pub mod http;
+
 use rookery_bench::client::{self, Online, Settings};
 use rookery_bench::scram::{Mechanism, SaltCache};
 use rookery_core::config::Config;

@@ -1,7 +1,7 @@
 //! XEP-0363 HTTP File Upload at `upload.<host>`: slot requests checked against the size limit
 //! (advertised with a XEP-0128 form), allowed types and per-user quotas; the PUT and GET
-//! themselves go to this server's HTTP listeners (`http`), files to `<data_dir>/upload/`
-//! (`store`), and PUTs carry a signed grant (`token`).
+//! themselves go to this server's HTTP listeners (`http`), records to storage and contents to
+//! files or the database (`store`), and PUTs carry the slot's bearer token (`token`).
 
 mod http;
 pub mod store;
@@ -13,10 +13,10 @@ use crate::Server;
 use async_trait::async_trait;
 use rookery_core::config::{Config, UploadOptions};
 use rookery_core::stanza::{self, StanzaError};
+use rookery_core::storage::Upload as Record;
 use rookery_core::{BareJid, Element, Jid};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use store::{Limits, Refusal, Store};
 use tokio::sync::watch;
@@ -24,7 +24,7 @@ use tokio::sync::watch;
 pub const NS: &str = "urn:xmpp:http:upload:0";
 const INFO: &str = "http://jabber.org/protocol/disco#info";
 const ITEMS: &str = "http://jabber.org/protocol/disco#items";
-/// How often expired files are looked for.
+/// How often expired files and lapsed slots are looked for.
 const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Upload {
@@ -37,8 +37,6 @@ pub struct Upload {
 struct Inner {
     options: UploadOptions,
     store: Store,
-    secret_path: PathBuf,
-    secret: OnceLock<Vec<u8>>,
     /// HTTP listeners as they start serving our routes: (address, is HTTPS).
     listeners: watch::Sender<Vec<(SocketAddr, bool)>>,
     /// Whether URLs should point at an HTTPS listener (one is configured).
@@ -57,9 +55,7 @@ impl Upload {
             inner: Arc::new(Inner {
                 want_tls: !config.listen.https.is_empty(),
                 options,
-                store: Store::new(config.data_dir.join("upload")),
-                secret_path: config.data_dir.join("upload.key"),
-                secret: OnceLock::new(),
+                store: Store::new(config.upload_contents(), config.upload_dir()),
                 listeners: watch::channel(Vec::new()).0,
             }),
         }
@@ -80,7 +76,8 @@ impl Module for Upload {
 }
 
 impl HttpRoutes for Upload {
-    fn routes(&self, _server: Arc<Server>, local: SocketAddr, tls: bool) -> axum::Router {
+    fn routes(&self, server: Arc<Server>, local: SocketAddr, tls: bool) -> axum::Router {
+        self.inner.store.attach(server.storage.clone());
         self.inner.listeners.send_modify(|l| l.push((local, tls)));
         http::routes(self.inner.clone())
     }
@@ -89,7 +86,9 @@ impl HttpRoutes for Upload {
 #[async_trait]
 impl SessionHook for Upload {
     async fn on_user_deleted(&self, _server: &Server, user: &BareJid) {
-        self.inner.store.remove_owner(user.as_str()).await;
+        if let Err(e) = self.inner.store.remove_owner(user.as_str()).await {
+            tracing::error!(%e, %user, "removing a deleted account's uploads failed");
+        }
     }
 }
 
@@ -234,29 +233,33 @@ impl Inner {
         if !type_allowed(&self.options.allowed_types, content_type) {
             return Err(StanzaError::not_acceptable().with_text("File type not allowed"));
         }
-        let Some(secret) = self.secret.get() else {
-            return Err(StanzaError::internal_server_error().with_text("upload store unavailable"));
-        };
         let Some(base) = self.url_base(host).await else {
             return Err(StanzaError::internal_server_error().with_text("no HTTP listener"));
         };
         let now = unix_now();
-        let until = now + self.options.slot_lifetime_seconds;
         let id = store::new_id();
-        if let Err(refusal) =
-            self.store
-                .reserve(&id, owner.as_str(), size, self.limits(), now, until)
-        {
-            return Err(quota_error(refusal));
-        }
-        let grant = token::Grant {
+        let bearer = token::new_token();
+        let slot = Record {
             id: id.clone(),
-            filename: filename.to_string(),
-            size,
-            content_type: content_type.to_string(),
             owner: owner.to_string(),
-            expires: until,
+            filename: filename.to_string(),
+            content_type: content_type.to_string(),
+            size,
+            created: now,
+            expires: Some(now + self.options.slot_lifetime_seconds),
+            stored: false,
+            token_hash: token::hash(&bearer),
         };
+        match self.store.reserve(&slot, self.limits(), now).await {
+            Ok(Ok(())) => {}
+            Ok(Err(refusal)) => return Err(quota_error(refusal)),
+            Err(e) => {
+                tracing::error!(%e, "recording an upload slot failed");
+                return Err(
+                    StanzaError::internal_server_error().with_text("upload store unavailable")
+                );
+            }
+        }
         let url = format!("{base}/upload/{id}/{}", encode_segment(filename));
         Ok(Element::new("slot", NS)
             .with_child(Element::new("get", NS).with_attr("url", url.clone()))
@@ -264,7 +267,7 @@ impl Inner {
                 Element::new("put", NS).with_attr("url", url).with_child(
                     Element::new("header", NS)
                         .with_attr("name", "Authorization")
-                        .with_text(format!("Bearer {}", token::sign(secret, &grant))),
+                        .with_text(format!("Bearer {bearer}")),
                 ),
             ))
     }
@@ -342,37 +345,30 @@ impl Upload {
 impl Service for Upload {
     async fn start(&self, server: &Server) {
         let inner = &self.inner;
-        match store::load_secret(&inner.secret_path).await {
-            Ok(k) => {
-                let _ = inner.secret.set(k);
-            }
-            Err(e) => {
-                tracing::error!(%e, path = %inner.secret_path.display(), "upload secret unavailable; uploads refused")
-            }
-        }
+        inner.store.attach(server.storage.clone());
         match inner.store.load().await {
-            Ok(n) => tracing::debug!(files = n, "upload store loaded"),
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "uploads of an earlier store taken over"),
             Err(e) => {
-                tracing::error!(%e, dir = %inner.store.dir.display(), "upload store unreadable")
+                tracing::error!(%e, dir = %inner.store.dir.display(), "upload directory unreadable")
             }
         }
-        if inner.options.expire_after_days > 0 {
-            let inner = self.inner.clone();
-            let shutdown = server.shutdown.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(CLEANUP_EVERY);
-                loop {
-                    tokio::select! {
-                        _ = every.tick() => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                    let n = inner.store.expire(unix_now()).await;
-                    if n > 0 {
-                        tracing::info!(n, "expired uploads removed");
-                    }
+        let inner = self.inner.clone();
+        let shutdown = server.shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CLEANUP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = shutdown.cancelled() => return,
                 }
-            });
-        }
+                match inner.store.expire(unix_now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, "expired uploads removed"),
+                    Err(e) => tracing::warn!(%e, "removing expired uploads failed"),
+                }
+            }
+        });
     }
 
     async fn handle(&self, server: &Server, el: Element) {

@@ -1,35 +1,21 @@
-//! XEP-0363 file store: each upload is `<dir>/<id>` with its metadata beside it in
-//! `<dir>/<id>.json`; an in-memory index of both answers GETs and quota checks, and is rebuilt
-//! from the directory at start. Quota rules are pure functions of the index and the time.
+//! XEP-0363 upload store: slots and files are records in the server's storage, which every node
+//! of a cluster shares, so a slot granted by one node is honoured by another; contents are files
+//! under a directory (`Contents::Files`) or pieces in the database (`Contents::Database`), which
+//! every node serves. Quota rules are pure functions of the records and the time.
 
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use rookery_core::config::UploadContents as Contents;
+use rookery_core::storage::{Storage, StorageResult, Upload};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 const DAY: u64 = 86_400;
-
-/// What is known of a stored file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
-    pub owner: String,
-    pub filename: String,
-    pub content_type: String,
-    pub size: u64,
-    /// Unix seconds.
-    pub created: u64,
-    /// Unix seconds after which the file goes; none: kept forever.
-    pub expires: Option<u64>,
-}
-
-/// A slot handed out and not used yet: it counts against quotas until used or void.
-#[derive(Clone, Debug)]
-struct Reservation {
-    owner: String,
-    size: u64,
-    created: u64,
-    until: u64,
-}
+/// A lapsed slot stays recorded this long, so that an upload begun just before the end still
+/// finds it; it no longer counts against quotas meanwhile.
+pub const SLOT_GRACE: u64 = DAY;
+/// Files in the directory this old without a record are leftovers (younger ones may be uploads
+/// under way on another node sharing the directory).
+const STRAY_AGE: Duration = Duration::from_secs(3600);
 
 /// The limits a new upload is checked against (0: none).
 #[derive(Clone, Copy, Debug)]
@@ -39,7 +25,7 @@ pub struct Limits {
 }
 
 /// Why an upload may not be stored now.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The user's stored files would exceed the quota; they may retry once enough of them
     /// expire (if they do).
@@ -48,23 +34,37 @@ pub enum Refusal {
     Daily { retry: Option<u64> },
 }
 
-#[derive(Default)]
-struct Index {
-    files: HashMap<String, Meta>,
-    pending: HashMap<String, Reservation>,
-}
-
 pub struct Store {
+    pub contents: Contents,
+    /// Where `Files` keeps contents; also where files of older versions are picked up.
     pub dir: PathBuf,
-    index: Mutex<Index>,
+    storage: OnceLock<Arc<dyn Storage>>,
 }
 
 impl Store {
-    pub fn new(dir: PathBuf) -> Store {
+    pub fn new(contents: Contents, dir: PathBuf) -> Store {
         Store {
+            contents,
             dir,
-            index: Mutex::default(),
+            storage: OnceLock::new(),
         }
+    }
+
+    /// Attaches the server's storage (before the first request).
+    pub fn attach(&self, storage: Arc<dyn Storage>) {
+        let _ = self.storage.set(storage);
+    }
+
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage_arc_ref().as_ref()
+    }
+
+    pub fn storage_arc(&self) -> Arc<dyn Storage> {
+        self.storage_arc_ref().clone()
+    }
+
+    fn storage_arc_ref(&self) -> &Arc<dyn Storage> {
+        self.storage.get().expect("upload store attached")
     }
 
     pub fn data_path(&self, id: &str) -> PathBuf {
@@ -75,220 +75,225 @@ impl Store {
         self.dir.join(format!("{id}.part"))
     }
 
-    fn meta_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
-    }
-
-    /// Reads the directory into the index. Leftovers of interrupted uploads (partial files,
-    /// data without metadata, metadata without data) are removed.
-    pub async fn load(&self) -> std::io::Result<usize> {
-        tokio::fs::create_dir_all(&self.dir).await?;
-        let mut found = HashMap::new();
-        let mut names = Vec::new();
-        let mut rd = tokio::fs::read_dir(&self.dir).await?;
-        while let Some(e) = rd.next_entry().await? {
-            names.push(e.file_name().to_string_lossy().into_owned());
-        }
-        for name in &names {
-            let Some(id) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if !is_id(id) {
-                continue;
-            }
-            let meta = tokio::fs::read(self.dir.join(name))
-                .await
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Meta>(&b).ok());
-            match meta {
-                Some(m) if names.iter().any(|n| n == id) => {
-                    found.insert(id.to_string(), m);
-                }
-                _ => remove(&self.dir.join(name)).await,
-            }
-        }
-        for name in &names {
-            let stray = match name
-                .strip_suffix(".part")
-                .or_else(|| name.strip_suffix(".json.tmp"))
-            {
-                Some(id) => is_id(id),
-                None => is_id(name) && !found.contains_key(name.as_str()),
-            };
-            if stray {
-                remove(&self.dir.join(name)).await;
-            }
-        }
-        let n = found.len();
-        self.index.lock().expect("index lock").files = found;
-        Ok(n)
-    }
-
-    pub fn get(&self, id: &str) -> Option<Meta> {
-        self.index
-            .lock()
-            .expect("index lock")
-            .files
-            .get(id)
-            .cloned()
-    }
-
-    pub fn contains(&self, id: &str) -> bool {
-        self.index
-            .lock()
-            .expect("index lock")
-            .files
-            .contains_key(id)
-    }
-
-    /// Checks an upload of `size` bytes by `owner` against the limits at `now`; when it fits,
-    /// reserves it under `id` until `until` (the slot's end).
-    pub fn reserve(
+    /// Records `slot` if its owner's files and live slots leave room for it at `now`.
+    pub async fn reserve(
         &self,
-        id: &str,
-        owner: &str,
-        size: u64,
+        slot: &Upload,
         limits: Limits,
         now: u64,
-        until: u64,
-    ) -> Result<(), Refusal> {
-        let mut ix = self.index.lock().expect("index lock");
-        ix.pending.retain(|_, r| r.until > now);
-        ix.check(owner, size, limits, now, None)?;
-        ix.pending.insert(
-            id.to_string(),
-            Reservation {
-                owner: owner.to_string(),
-                size,
-                created: now,
-                until,
-            },
-        );
-        Ok(())
+    ) -> StorageResult<Result<(), Refusal>> {
+        let refusal = Mutex::new(None);
+        let admit = |held: &[Upload]| match check(held, slot.size, limits, now) {
+            Ok(()) => true,
+            Err(r) => {
+                *refusal.lock().expect("refusal lock") = Some(r);
+                false
+            }
+        };
+        if self.storage().upload_reserve(slot, &admit).await? {
+            return Ok(Ok(()));
+        }
+        let refused = refusal.lock().expect("refusal lock").take();
+        Ok(Err(refused.unwrap_or(Refusal::Quota { retry: None })))
     }
 
-    /// Checks again at upload time, unless the slot's reservation still holds its place (it
-    /// does not after a restart).
-    pub fn recheck(
-        &self,
-        id: &str,
-        owner: &str,
-        size: u64,
-        limits: Limits,
-        now: u64,
-    ) -> Result<(), Refusal> {
-        let ix = self.index.lock().expect("index lock");
-        if ix.pending.contains_key(id) {
+    /// A stored, unexpired file by id.
+    pub async fn file(&self, id: &str, now: u64) -> StorageResult<Option<Upload>> {
+        Ok(self
+            .storage()
+            .upload_get(id)
+            .await?
+            .filter(|u| u.stored && u.expires.is_none_or(|e| e > now)))
+    }
+
+    /// Removes the records and contents of `gone`.
+    async fn remove(&self, gone: &[Upload]) -> StorageResult<()> {
+        if gone.is_empty() {
             return Ok(());
         }
-        ix.check(owner, size, limits, now, Some(id))
+        if self.contents == Contents::Files {
+            for u in gone {
+                remove_file(&self.data_path(&u.id)).await;
+            }
+        }
+        let ids: Vec<String> = gone.iter().map(|u| u.id.clone()).collect();
+        self.storage().upload_delete(&ids).await
     }
 
-    /// Records a finished upload: metadata to disk (written aside, then renamed), then the index.
-    pub async fn commit(&self, id: &str, meta: Meta) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!("{id}.json.tmp"));
-        tokio::fs::write(&tmp, serde_json::to_vec(&meta).expect("meta serialises")).await?;
-        tokio::fs::rename(&tmp, self.meta_path(id)).await?;
-        let mut ix = self.index.lock().expect("index lock");
-        ix.pending.remove(id);
-        ix.files.insert(id.to_string(), meta);
+    /// Removes the files expired at `now` and the slots lapsed long enough; returns how many
+    /// files went.
+    pub async fn expire(&self, now: u64) -> StorageResult<usize> {
+        let gone: Vec<Upload> = self
+            .storage()
+            .upload_expired(now)
+            .await?
+            .into_iter()
+            .filter(|u| u.stored || u.expires.is_some_and(|e| e + SLOT_GRACE <= now))
+            .collect();
+        self.remove(&gone).await?;
+        Ok(gone.iter().filter(|u| u.stored).count())
+    }
+
+    /// Removes every file and slot of `owner` (the account was deleted).
+    pub async fn remove_owner(&self, owner: &str) -> StorageResult<()> {
+        let gone = self.storage().upload_by_owner(owner).await?;
+        self.remove(&gone).await
+    }
+
+    /// Brings the directory in line with the records at start: files of versions that kept
+    /// metadata beside them (`<id>.json`) are recorded; with `Database` contents, recorded files
+    /// move into the database; leftovers of interrupted uploads go. Returns how many files were
+    /// taken over.
+    pub async fn load(&self) -> anyhow::Result<usize> {
+        let mut names = Vec::new();
+        match tokio::fs::read_dir(&self.dir).await {
+            Ok(mut rd) => {
+                while let Some(e) = rd.next_entry().await? {
+                    names.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        if self.contents == Contents::Files {
+            tokio::fs::create_dir_all(&self.dir).await?;
+        }
+        let mut taken = 0;
+        for name in &names {
+            let Some(id) = name.strip_suffix(".json").filter(|id| is_id(id)) else {
+                continue;
+            };
+            let legacy = tokio::fs::read(self.dir.join(name))
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<LegacyMeta>(&b).ok());
+            if let Some(m) = legacy.filter(|_| names.iter().any(|n| n == id)) {
+                self.storage().upload_restore(&m.into_upload(id)).await?;
+                taken += 1;
+            }
+            remove_file(&self.dir.join(name)).await;
+        }
+        for name in &names {
+            let path = self.dir.join(name);
+            if !is_id(name) {
+                let leftover = name
+                    .strip_suffix(".part")
+                    .or_else(|| name.strip_suffix(".json.tmp"))
+                    .is_some_and(is_id);
+                if leftover && older_than(&path, STRAY_AGE).await {
+                    remove_file(&path).await;
+                }
+                continue;
+            }
+            let record = self.storage().upload_get(name).await?;
+            match (record.filter(|u| u.stored), self.contents) {
+                (Some(_), Contents::Files) => {}
+                (Some(u), Contents::Database) => {
+                    self.import(&u, &path).await?;
+                    remove_file(&path).await;
+                    taken += 1;
+                }
+                (None, _) => {
+                    if older_than(&path, STRAY_AGE).await {
+                        remove_file(&path).await;
+                    }
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Copies the file at `path` into the database as the contents of `u`.
+    async fn import(&self, u: &Upload, path: &Path) -> anyhow::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let mut f = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0; rookery_core::storage::UPLOAD_CHUNK];
+        let mut seq = 0;
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = f.read(&mut buf[filled..]).await?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            self.storage()
+                .upload_put_chunk(&u.id, seq, &buf[..filled])
+                .await?;
+            seq += 1;
+            if filled < buf.len() {
+                break;
+            }
+        }
         Ok(())
     }
+}
 
-    /// Removes the files expired at `now`; returns how many.
-    pub async fn expire(&self, now: u64) -> usize {
-        let gone: Vec<String> = {
-            let mut ix = self.index.lock().expect("index lock");
-            ix.pending.retain(|_, r| r.until > now);
-            let ids: Vec<String> = ix
-                .files
-                .iter()
-                .filter(|(_, m)| m.expires.is_some_and(|e| e <= now))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &ids {
-                ix.files.remove(id);
-            }
-            ids
-        };
-        for id in &gone {
-            remove(&self.meta_path(id)).await;
-            remove(&self.data_path(id)).await;
-        }
-        gone.len()
-    }
+/// The metadata file versions before 0.2 kept beside each upload.
+#[derive(serde::Deserialize)]
+struct LegacyMeta {
+    owner: String,
+    filename: String,
+    content_type: String,
+    size: u64,
+    created: u64,
+    expires: Option<u64>,
+}
 
-    /// Removes every file of `owner` (the account was deleted).
-    pub async fn remove_owner(&self, owner: &str) {
-        let gone: Vec<String> = {
-            let mut ix = self.index.lock().expect("index lock");
-            let ids: Vec<String> = ix
-                .files
-                .iter()
-                .filter(|(_, m)| m.owner == owner)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &ids {
-                ix.files.remove(id);
-            }
-            ids
-        };
-        for id in &gone {
-            remove(&self.meta_path(id)).await;
-            remove(&self.data_path(id)).await;
+impl LegacyMeta {
+    fn into_upload(self, id: &str) -> Upload {
+        Upload {
+            id: id.to_string(),
+            owner: self.owner,
+            filename: self.filename,
+            content_type: self.content_type,
+            size: self.size,
+            created: self.created,
+            expires: self.expires,
+            stored: true,
+            token_hash: Vec::new(),
         }
     }
 }
 
-impl Index {
-    /// The quota rules; `skip` is a reservation not to count (the upload being checked).
-    fn check(
-        &self,
-        owner: &str,
-        size: u64,
-        limits: Limits,
-        now: u64,
-        skip: Option<&str>,
-    ) -> Result<(), Refusal> {
-        // (size, created, expires) of everything the owner holds or has reserved.
-        let held: Vec<(u64, u64, Option<u64>)> = self
-            .files
-            .values()
-            .filter(|m| m.owner == owner)
-            .map(|m| (m.size, m.created, m.expires))
-            .chain(
-                self.pending
-                    .iter()
-                    .filter(|(id, r)| r.owner == owner && Some(id.as_str()) != skip)
-                    .map(|(_, r)| (r.size, r.created, Some(r.until))),
-            )
-            .collect();
-        if limits.quota > 0 {
-            let total: u64 = held.iter().map(|h| h.0).sum();
-            if total + size > limits.quota {
-                // Room is made as files expire, soonest first.
-                let mut by_expiry: Vec<(u64, u64)> =
-                    held.iter().filter_map(|h| h.2.map(|e| (e, h.0))).collect();
-                by_expiry.sort();
-                let retry = free_at(total + size, limits.quota, &by_expiry);
-                return Err(Refusal::Quota { retry });
-            }
+/// The quota rules: whether `size` more bytes fit beside what the owner `held` at `now` (files
+/// not expired, slots not lapsed).
+pub fn check(held: &[Upload], size: u64, limits: Limits, now: u64) -> Result<(), Refusal> {
+    // (size, created, expires) of everything the owner holds or has reserved.
+    let held: Vec<(u64, u64, Option<u64>)> = held
+        .iter()
+        .filter(|u| u.expires.is_none_or(|e| e > now))
+        .map(|u| (u.size, u.created, u.expires))
+        .collect();
+    if limits.quota > 0 {
+        let total: u64 = held.iter().map(|h| h.0).sum();
+        if total + size > limits.quota {
+            // Room is made as files expire and slots lapse, soonest first.
+            let mut by_expiry: Vec<(u64, u64)> =
+                held.iter().filter_map(|h| h.2.map(|e| (e, h.0))).collect();
+            by_expiry.sort();
+            let retry = free_at(total + size, limits.quota, &by_expiry);
+            return Err(Refusal::Quota { retry });
         }
-        if limits.daily > 0 {
-            let mut recent: Vec<(u64, u64)> = held
-                .iter()
-                .filter(|h| h.1 + DAY > now)
-                .map(|h| (h.1 + DAY, h.0))
-                .collect();
-            let total: u64 = recent.iter().map(|r| r.1).sum();
-            if total + size > limits.daily {
-                recent.sort();
-                let retry = free_at(total + size, limits.daily, &recent);
-                return Err(Refusal::Daily { retry });
-            }
-        }
-        Ok(())
     }
+    if limits.daily > 0 {
+        let mut recent: Vec<(u64, u64)> = held
+            .iter()
+            .filter(|h| h.1 + DAY > now)
+            .map(|h| (h.1 + DAY, h.0))
+            .collect();
+        let total: u64 = recent.iter().map(|r| r.1).sum();
+        if total + size > limits.daily {
+            recent.sort();
+            let retry = free_at(total + size, limits.daily, &recent);
+            return Err(Refusal::Daily { retry });
+        }
+    }
+    Ok(())
 }
 
 /// The first of the (time, bytes freed) events, in order, after which `need` fits `limit`.
@@ -308,13 +313,23 @@ pub fn is_id(s: &str) -> bool {
 }
 
 pub fn new_id() -> String {
-    rand::random::<[u8; 16]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&rand::random::<[u8; 16]>())
 }
 
-async fn remove(p: &Path) {
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn older_than(p: &Path, age: Duration) -> bool {
+    tokio::fs::metadata(p)
+        .await
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|d| d >= age)
+}
+
+pub async fn remove_file(p: &Path) {
     if let Err(e) = tokio::fs::remove_file(p).await {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(path = %p.display(), %e, "cannot remove upload file");
@@ -322,175 +337,172 @@ async fn remove(p: &Path) {
     }
 }
 
-/// The upload secret in `path`, created (32 random bytes, owner-only) on first use.
-pub async fn load_secret(path: &Path) -> std::io::Result<Vec<u8>> {
-    match tokio::fs::read(path).await {
-        Ok(k) if k.len() >= 32 => return Ok(k),
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} is shorter than 32 bytes", path.display()),
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let key: [u8; 32] = rand::random();
-    let mut opts = tokio::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    use tokio::io::AsyncWriteExt;
-    let mut f = opts.open(path).await?;
-    f.write_all(&key).await?;
-    f.sync_all().await?;
-    Ok(key.to_vec())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::MemoryStorage;
 
     const NO_LIMITS: Limits = Limits { quota: 0, daily: 0 };
 
-    fn meta(owner: &str, size: u64, created: u64, expires: Option<u64>) -> Meta {
-        Meta {
+    fn file(owner: &str, size: u64, created: u64, expires: Option<u64>) -> Upload {
+        Upload {
+            id: new_id(),
             owner: owner.into(),
             filename: "f".into(),
             content_type: "text/plain".into(),
             size,
             created,
             expires,
+            stored: true,
+            token_hash: Vec::new(),
         }
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn slot(owner: &str, size: u64, created: u64, until: u64) -> Upload {
+        Upload {
+            stored: false,
+            token_hash: vec![1; 32],
+            ..file(owner, size, created, Some(until))
+        }
+    }
+
+    fn store(contents: Contents) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::new(dir.path().join("upload"));
+        let s = Store::new(contents, dir.path().join("upload"));
+        s.attach(Arc::new(MemoryStorage::default()));
         (dir, s)
     }
 
     #[tokio::test]
     async fn quota_counts_files_and_reservations_and_says_when_to_retry() {
-        let (_d, s) = store();
-        s.load().await.unwrap();
+        let (_d, s) = store(Contents::Database);
         let limits = Limits {
             quota: 100,
             daily: 0,
         };
-        s.commit(&new_id(), meta("a@x", 60, 10, Some(500)))
+        s.storage()
+            .upload_restore(&file("a@x", 60, 10, Some(500)))
             .await
             .unwrap();
-        s.reserve(&new_id(), "a@x", 30, limits, 20, 320).unwrap();
+        s.reserve(&slot("a@x", 30, 20, 320), limits, 20)
+            .await
+            .unwrap()
+            .unwrap();
         // 60 stored + 30 reserved + 20 > 100: room once the reservation lapses at 320.
         assert_eq!(
-            s.reserve(&new_id(), "a@x", 20, limits, 20, 320),
+            s.reserve(&slot("a@x", 20, 20, 320), limits, 20)
+                .await
+                .unwrap(),
             Err(Refusal::Quota { retry: Some(320) })
         );
         // Another user is not affected.
-        s.reserve(&new_id(), "b@x", 100, limits, 20, 320).unwrap();
+        s.reserve(&slot("b@x", 100, 20, 320), limits, 20)
+            .await
+            .unwrap()
+            .unwrap();
         // Once the reservation is void, 40 more fit.
-        s.reserve(&new_id(), "a@x", 40, limits, 400, 700).unwrap();
+        s.reserve(&slot("a@x", 40, 400, 700), limits, 400)
+            .await
+            .unwrap()
+            .unwrap();
         // Files kept forever never make room.
-        s.commit(&new_id(), meta("c@x", 100, 10, None))
+        s.storage()
+            .upload_restore(&file("c@x", 100, 10, None))
             .await
             .unwrap();
         assert_eq!(
-            s.reserve(&new_id(), "c@x", 1, limits, 20, 320),
+            s.reserve(&slot("c@x", 1, 20, 320), limits, 20)
+                .await
+                .unwrap(),
             Err(Refusal::Quota { retry: None })
         );
     }
 
-    #[tokio::test]
-    async fn daily_limit_is_a_rolling_day() {
-        let (_d, s) = store();
-        s.load().await.unwrap();
+    #[test]
+    fn daily_limit_is_a_rolling_day() {
         let limits = Limits {
             quota: 0,
             daily: 100,
         };
-        s.commit(&new_id(), meta("a@x", 50, 1000, None))
-            .await
-            .unwrap();
-        s.commit(&new_id(), meta("a@x", 40, 2000, None))
-            .await
-            .unwrap();
+        let held = [file("a@x", 50, 1000, None), file("a@x", 40, 2000, None)];
         assert_eq!(
-            s.reserve(&new_id(), "a@x", 20, limits, 3000, 3300),
+            check(&held, 20, limits, 3000),
             Err(Refusal::Daily {
                 retry: Some(1000 + DAY)
             })
         );
-        s.reserve(&new_id(), "a@x", 10, limits, 3000, 3300).unwrap();
-        s.reserve(&new_id(), "a@x", 20, limits, 1000 + DAY, 1300 + DAY)
-            .unwrap();
-        assert!(s.reserve(&new_id(), "a@x", 1, NO_LIMITS, 0, 1).is_ok());
+        assert!(check(&held, 10, limits, 3000).is_ok());
+        assert!(check(&held, 20, limits, 1000 + DAY).is_ok());
+        assert!(check(&held, 1 << 40, NO_LIMITS, 0).is_ok());
     }
 
     #[tokio::test]
-    async fn recheck_skips_the_own_reservation_and_checks_after_restart() {
-        let (_d, s) = store();
+    async fn expiry_removes_files_and_long_lapsed_slots() {
+        let (_d, s) = store(Contents::Files);
         s.load().await.unwrap();
-        let limits = Limits {
-            quota: 100,
-            daily: 0,
-        };
-        let id = new_id();
-        s.reserve(&id, "a@x", 100, limits, 0, 300).unwrap();
-        assert!(s.recheck(&id, "a@x", 100, limits, 10).is_ok());
-        // Another store over the same directory (a restart) knows no reservation.
-        let stored = new_id();
-        tokio::fs::write(s.data_path(&stored), b"x").await.unwrap();
-        s.commit(&stored, meta("a@x", 50, 0, None)).await.unwrap();
-        let again = Store::new(s.dir.clone());
-        assert_eq!(again.load().await.unwrap(), 1);
-        assert!(again.recheck(&id, "a@x", 100, limits, 10).is_err());
-        assert!(again.recheck(&id, "a@x", 50, limits, 10).is_ok());
-    }
-
-    #[tokio::test]
-    async fn load_drops_leftovers_and_expire_removes_files() {
-        let (_d, s) = store();
-        s.load().await.unwrap();
-        let keep = new_id();
-        let old = new_id();
-        for (id, expires) in [(&keep, 2000), (&old, 1000)] {
-            tokio::fs::write(s.data_path(id), b"data").await.unwrap();
-            s.commit(id, meta("a@x", 4, 0, Some(expires)))
-                .await
-                .unwrap();
+        let keep = file("a@x", 4, 0, Some(2000));
+        let old = file("a@x", 4, 0, Some(1000));
+        for f in [&keep, &old] {
+            tokio::fs::write(s.data_path(&f.id), b"data").await.unwrap();
+            s.storage().upload_restore(f).await.unwrap();
         }
-        let partial = new_id();
-        tokio::fs::write(s.part_path(&partial), b"da")
+        let lapsed = slot("a@x", 4, 0, 1000);
+        s.reserve(&lapsed, NO_LIMITS, 0).await.unwrap().unwrap();
+        assert_eq!(s.expire(1500).await.unwrap(), 1);
+        assert!(s.file(&old.id, 0).await.unwrap().is_none());
+        assert!(!s.data_path(&old.id).exists());
+        assert!(s.file(&keep.id, 1500).await.unwrap().is_some());
+        assert!(s.data_path(&keep.id).exists());
+        // The lapsed slot stays through its grace, in case an upload to it is under way.
+        assert!(s.storage().upload_get(&lapsed.id).await.unwrap().is_some());
+        s.expire(1000 + SLOT_GRACE).await.unwrap();
+        assert!(s.storage().upload_get(&lapsed.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn load_takes_over_older_files_and_drops_old_leftovers() {
+        let (_d, s) = store(Contents::Files);
+        tokio::fs::create_dir_all(&s.dir).await.unwrap();
+        // A file as versions with metadata beside it left it.
+        let legacy = new_id();
+        tokio::fs::write(s.data_path(&legacy), b"data")
             .await
             .unwrap();
-        let half_meta = s.dir.join(format!("{partial}.json.tmp"));
-        tokio::fs::write(&half_meta, b"{").await.unwrap();
-        let orphan = new_id();
-        tokio::fs::write(s.data_path(&orphan), b"data")
+        let meta = r#"{"owner":"a@x","filename":"f.txt","content_type":"text/plain",
+                       "size":4,"created":7,"expires":null}"#;
+        tokio::fs::write(s.dir.join(format!("{legacy}.json")), meta)
             .await
             .unwrap();
+        // A fresh partial file may be an upload under way on another node: it stays.
+        let fresh = new_id();
+        tokio::fs::write(s.part_path(&fresh), b"da").await.unwrap();
         tokio::fs::write(s.dir.join("README"), b"not ours")
             .await
             .unwrap();
 
-        let s2 = Store::new(s.dir.clone());
-        assert_eq!(s2.load().await.unwrap(), 2);
-        assert!(!s2.part_path(&partial).exists() && !half_meta.exists());
-        assert!(!s2.data_path(&orphan).exists());
-        assert!(s2.dir.join("README").exists());
-
-        assert_eq!(s2.expire(1500).await, 1);
-        assert!(s2.get(&old).is_none() && !s2.data_path(&old).exists());
-        assert!(s2.get(&keep).is_some() && s2.data_path(&keep).exists());
+        assert_eq!(s.load().await.unwrap(), 1);
+        let u = s.file(&legacy, 100).await.unwrap().unwrap();
+        assert_eq!((u.filename.as_str(), u.size, u.created), ("f.txt", 4, 7));
+        assert!(!s.dir.join(format!("{legacy}.json")).exists());
+        assert!(s.data_path(&legacy).exists());
+        assert!(s.part_path(&fresh).exists() && s.dir.join("README").exists());
     }
 
     #[tokio::test]
-    async fn the_secret_is_created_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("upload.key");
-        let a = load_secret(&p).await.unwrap();
-        assert_eq!(a.len(), 32);
-        assert_eq!(load_secret(&p).await.unwrap(), a);
+    async fn database_contents_take_over_files_left_in_the_directory() {
+        let (_d, s) = store(Contents::Database);
+        tokio::fs::create_dir_all(&s.dir).await.unwrap();
+        let body: Vec<u8> = (0..rookery_core::storage::UPLOAD_CHUNK + 10)
+            .map(|i| i as u8)
+            .collect();
+        let f = file("a@x", body.len() as u64, 0, None);
+        tokio::fs::write(s.data_path(&f.id), &body).await.unwrap();
+        s.storage().upload_restore(&f).await.unwrap();
+        assert_eq!(s.load().await.unwrap(), 1);
+        assert!(!s.data_path(&f.id).exists());
+        let mut back = s.storage().upload_chunk(&f.id, 0).await.unwrap().unwrap();
+        back.extend(s.storage().upload_chunk(&f.id, 1).await.unwrap().unwrap());
+        assert!(back == body);
+        assert_eq!(s.storage().upload_chunk(&f.id, 2).await.unwrap(), None);
     }
 }
