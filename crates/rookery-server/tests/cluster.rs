@@ -49,19 +49,7 @@ async fn cluster_on(urls: Vec<String>) -> Option<Vec<TestServer>> {
     let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
     let mut nodes = vec![];
     for (i, url) in (1..=n).zip(urls) {
-        let prefix = prefix.clone();
-        let node = TestServer::start_sharing(
-            move |c| {
-                c.cluster.redis = Some(url);
-                c.cluster.node = Some(format!("n{i}"));
-                c.cluster.prefix = prefix;
-                c.cluster.heartbeat_ms = 100;
-                c.cluster.node_timeout_ms = 600;
-            },
-            storage.clone(),
-        )
-        .await;
-        nodes.push(node);
+        nodes.push(node(&format!("n{i}"), url, &prefix, storage.clone()).await);
     }
     for u in ["alice", "bob", "carol"] {
         nodes[0].add_user(u, "pw123456").await;
@@ -73,6 +61,41 @@ async fn cluster_on(urls: Vec<String>) -> Option<Vec<TestServer>> {
         wait_for(|| c.live_nodes().len() == want, "all nodes live").await;
     }
     Some(nodes)
+}
+
+/// A cluster node named `name` on Redis `url` with key prefix `prefix`.
+async fn node(name: &str, url: String, prefix: &str, storage: Arc<dyn Storage>) -> TestServer {
+    let (name, prefix) = (name.to_string(), prefix.to_string());
+    TestServer::start_sharing(
+        move |c| {
+            c.cluster.redis = Some(url);
+            c.cluster.node = Some(name);
+            c.cluster.prefix = prefix;
+            c.cluster.heartbeat_ms = 100;
+            c.cluster.node_timeout_ms = 600;
+        },
+        storage,
+    )
+    .await
+}
+
+/// Another node `name` joining the cluster of `nodes`, once every node sees it.
+async fn join(nodes: &[TestServer], name: &str) -> TestServer {
+    let first = &nodes[0].server;
+    let cfg = &first.config.cluster;
+    let new = node(
+        name,
+        cfg.redis.clone().unwrap(),
+        &cfg.prefix,
+        first.storage.clone(),
+    )
+    .await;
+    let want = nodes.len() + 1;
+    for n in nodes.iter().chain([&new]) {
+        let c = n.server.cluster.as_ref().unwrap();
+        wait_for(|| c.live_nodes().len() == want, "the new node live").await;
+    }
+    new
 }
 
 async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
@@ -676,4 +699,143 @@ async fn an_upload_slot_from_one_node_works_on_every_node() {
     // The slot was used on node 2: node 3 knows.
     let again = https(nodes[2].https, "PUT", &path, &headers, &body).await;
     assert_eq!(again.status, 409);
+}
+
+/// The MUC service's room list (XEP-0045 §6.3) names the persistent public rooms of every
+/// node, whichever node answers it.
+#[tokio::test]
+async fn the_room_list_names_rooms_homed_on_every_node() {
+    let Some(nodes) = cluster(2).await else {
+        return;
+    };
+    let cluster = nodes[0].server.cluster.as_ref().unwrap();
+    // One room homed on each node.
+    let mut rooms: Vec<String> = Vec::new();
+    for i in 0.. {
+        let room = format!("room{i}@conference.localhost");
+        if !rooms.iter().any(|r| cluster.home(r) == cluster.home(&room)) {
+            rooms.push(room);
+        }
+        if rooms.len() == 2 {
+            break;
+        }
+    }
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    for (i, room) in rooms.iter().enumerate() {
+        alice
+            .send(&format!(
+                "<presence to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+            ))
+            .await;
+        alice
+            .recv_until(|e| {
+                e.name() == "presence" && e.attr("from") == Some(format!("{room}/al").as_str())
+            })
+            .await;
+        let r = alice
+            .iq(Element::parse(&format!(
+                "<iq xmlns='jabber:client' type='set' id='cfg{i}' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+                 <field var='muc#roomconfig_roomname'><value>Room {i}</value></field>\
+                 <field var='muc#roomconfig_persistentroom'><value>1</value></field>\
+                 <field var='muc#roomconfig_publicroom'><value>1</value></field></x></query></iq>"
+            ))
+            .unwrap())
+            .await;
+        assert_eq!(r.attr("type"), Some("result"), "{r}");
+    }
+    let mut bob = nodes[1].login("bob", "pw123456").await;
+    let items = bob
+        .iq(Element::parse(
+            "<iq xmlns='jabber:client' type='get' id='list' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        )
+        .unwrap())
+        .await;
+    let listed: Vec<(String, String)> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .map(|i| {
+            (
+                i.attr("jid").unwrap().to_string(),
+                i.attr("name").unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (rooms[0].clone(), "Room 0".to_string()),
+            (rooms[1].clone(), "Room 1".to_string())
+        ],
+        "{items}"
+    );
+}
+
+/// A node joining the cluster wins some rooms by hashing: their occupants are told the room
+/// shut down here (XEP-0045 status 332), and rejoining brings them to the new home, which has
+/// the room's saved state.
+#[tokio::test]
+async fn a_joining_node_takes_rooms_and_their_occupants_follow() {
+    use rookery_server::cluster::home_among;
+    let Some(nodes) = cluster(2).await else {
+        return;
+    };
+    let room = (0..)
+        .map(|i| format!("moving{i}@conference.localhost"))
+        .find(|r| home_among(&["n1", "n2", "n3"], r) == Some(&"n3"))
+        .unwrap();
+    let mut alice = nodes[0].login("alice", "pw123456").await;
+    let join_room =
+        format!("<presence to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
+    let joined = |e: &Element| {
+        e.name() == "presence"
+            && e.attr("type").is_none()
+            && e.attr("from") == Some(format!("{room}/al").as_str())
+    };
+    alice.send(&join_room).await;
+    alice.recv_until(joined).await;
+    let r = alice
+        .iq(Element::parse(&format!(
+            "<iq xmlns='jabber:client' type='set' id='cfg' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+             <field var='muc#roomconfig_roomname'><value>Moving</value></field>\
+             <field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>"
+        ))
+        .unwrap())
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+
+    let n3 = join(&nodes, "n3").await;
+    let out = alice
+        .recv_until(|e| e.name() == "presence" && e.attr("type") == Some("unavailable"))
+        .await;
+    let xml = out.to_xml();
+    assert!(
+        xml.contains("code='332'") && xml.contains("code='110'"),
+        "{xml}"
+    );
+    // Rejoining reaches the room on its new home, configured as it was.
+    alice.send(&join_room).await;
+    alice.recv_until(joined).await;
+    let info = alice
+        .iq(Element::parse(&format!(
+            "<iq xmlns='jabber:client' type='get' id='info' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .unwrap())
+        .await;
+    assert!(info.to_xml().contains("name='Moving'"), "{info}");
+    assert_eq!(&*n3.server.cluster.as_ref().unwrap().home(&room), "n3");
+    alice
+        .send(&format!(
+            "<message to='{room}' type='groupchat'><body>still here</body></message>"
+        ))
+        .await;
+    alice
+        .recv_until(|e| {
+            e.name() == "message"
+                && e.attr("type") == Some("groupchat")
+                && e.child_text("body", ns::CLIENT).as_deref() == Some("still here")
+        })
+        .await;
 }

@@ -247,8 +247,7 @@ impl Cluster {
     /// over the live nodes, so a node's death moves only its own keys.
     pub fn home(&self, key: &str) -> Arc<str> {
         let live = self.live.read().unwrap();
-        live.iter()
-            .max_by_key(|n| weight(n, key))
+        home_among(&live, key)
             .cloned()
             .unwrap_or_else(|| self.node.clone())
     }
@@ -708,6 +707,11 @@ impl Cluster {
 }
 
 /// Rendezvous weight of `node` for `key`: a stable 64-bit hash of both.
+/// Which of `nodes` is home to `key` (what [`Cluster::home`] says when they are the live ones).
+pub fn home_among<'a, N: AsRef<str>>(nodes: &'a [N], key: &str) -> Option<&'a N> {
+    nodes.iter().max_by_key(|n| weight(n.as_ref(), key))
+}
+
 fn weight(node: &str, key: &str) -> u64 {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

@@ -63,6 +63,15 @@ impl crate::metrics::Sampler for Muc {
     }
 }
 
+/// A room's name in the service's item list: its configured name, else its node.
+fn listing_name(jid: &BareJid, config: &room::Config) -> String {
+    if config.name.is_empty() {
+        jid.node().map(|n| n.to_string()).unwrap_or_default()
+    } else {
+        config.name.clone()
+    }
+}
+
 fn reply(el: &Element, payload: Option<Element>) -> Element {
     let mut r = stanza::iq_result(el);
     if let Some(p) = payload {
@@ -102,7 +111,7 @@ impl Muc {
                 reply(el, Some(q))
             }
             (ITEMS, "query") => {
-                let mut q = Element::new("query", ITEMS);
+                let mut listed: std::collections::BTreeMap<String, String> = Default::default();
                 let rooms: Vec<Arc<Mutex<Room>>> = self
                     .rooms
                     .iter()
@@ -112,25 +121,41 @@ impl Muc {
                 for r in rooms {
                     let r = r.lock().await;
                     if r.config.public && !r.locked {
-                        let name = if r.config.name.is_empty() {
-                            r.jid.node().map(|n| n.to_string()).unwrap_or_default()
-                        } else {
-                            r.config.name.clone()
-                        };
-                        q.push_child(
-                            Element::new("item", ITEMS)
-                                .with_attr("jid", r.jid.to_string())
-                                .with_attr("name", name),
-                        );
+                        listed.insert(r.jid.to_string(), listing_name(&r.jid, &r.config));
                     }
+                }
+                // In a cluster other nodes are home to other rooms: the persistent ones are in
+                // the shared storage (temporary rooms elsewhere are not listed).
+                if server.cluster.is_some() {
+                    match server.storage.kv_all(STORE).await {
+                        Ok(all) => {
+                            for (jid, _, value) in all {
+                                let (Ok(jid), Ok(saved)) =
+                                    (BareJid::new(&jid), serde_json::from_str::<Saved>(&value))
+                                else {
+                                    continue;
+                                };
+                                if jid.domain().as_str() == domain && saved.config.public {
+                                    let name = listing_name(&jid, &saved.config);
+                                    listed.entry(jid.to_string()).or_insert(name);
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(%e, "listing stored rooms failed"),
+                    }
+                }
+                let mut q = Element::new("query", ITEMS);
+                for (jid, name) in listed {
+                    q.push_child(
+                        Element::new("item", ITEMS)
+                            .with_attr("jid", jid)
+                            .with_attr("name", name),
+                    );
                 }
                 reply(el, Some(q))
             }
             (_, "ping") => reply(el, None),
-            _ => {
-                let _ = server;
-                stanza::error_reply(el, &StanzaError::service_unavailable())
-            }
+            _ => stanza::error_reply(el, &StanzaError::service_unavailable()),
         }
     }
 
@@ -180,7 +205,24 @@ impl Service for Muc {
         let Some(cluster) = &server.cluster else {
             return;
         };
-        self.rooms.retain(|jid, _| cluster.is_home(jid.as_str()));
+        // Rooms another node won (it joined the cluster) go there: their state is saved, and
+        // their occupants are told to rejoin, which takes them to the new home.
+        let leaving: Vec<BareJid> = self
+            .rooms
+            .iter()
+            .filter(|r| !cluster.is_home(r.key().as_str()))
+            .map(|r| r.key().clone())
+            .collect();
+        for jid in leaving {
+            let Some((_, room)) = self.rooms.remove(&jid) else {
+                continue;
+            };
+            let mut room = room.lock().await;
+            self.save(server, &mut room).await;
+            for p in room.hand_over() {
+                crate::router::deliver(server, p).await;
+            }
+        }
         // Occupants whose node died left without a word: they leave now.
         let rooms: Vec<(BareJid, Arc<Mutex<Room>>)> = self
             .rooms

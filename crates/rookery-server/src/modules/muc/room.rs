@@ -155,6 +155,34 @@ impl Room {
             .flat_map(|o| o.sessions.iter().map(|(j, _)| (j.clone(), o.nick.clone())))
             .collect()
     }
+
+    /// What each occupant session is told when the room leaves this node (another node of the
+    /// cluster became its home): it is out, because of a service shutdown (status 332), so
+    /// clients rejoin, which brings them to the new home.
+    pub fn hand_over(&self) -> Vec<Element> {
+        self.occupant_sessions()
+            .into_iter()
+            .map(|(session, nick)| {
+                Element::new("presence", ns::CLIENT)
+                    .with_attr("type", "unavailable")
+                    .with_attr("from", format!("{}/{nick}", self.jid))
+                    .with_attr("to", session.to_string())
+                    .with_child(
+                        Element::new("x", USER)
+                            .with_child(
+                                Element::new("item", USER)
+                                    .with_attr(
+                                        "affiliation",
+                                        self.affiliation(&session.to_bare()).as_str(),
+                                    )
+                                    .with_attr("role", "none"),
+                            )
+                            .with_child(status(110))
+                            .with_child(status(332)),
+                    )
+            })
+            .collect()
+    }
 }
 
 /// Presence updates from one occupant reach the room at most this often; in between, the latest
