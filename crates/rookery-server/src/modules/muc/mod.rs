@@ -63,6 +63,25 @@ impl crate::metrics::Sampler for Muc {
     }
 }
 
+/// Every persistent room in storage, with its saved state.
+async fn stored_rooms(server: &Server) -> Vec<(BareJid, Saved)> {
+    match server.storage.kv_all(STORE).await {
+        Ok(all) => all
+            .into_iter()
+            .filter_map(|(jid, _, value)| {
+                Some((
+                    BareJid::new(&jid).ok()?,
+                    serde_json::from_str::<Saved>(&value).ok()?,
+                ))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(%e, "reading stored rooms failed");
+            Vec::new()
+        }
+    }
+}
+
 /// A room's name in the service's item list: its configured name, else its node.
 fn listing_name(jid: &BareJid, config: &room::Config) -> String {
     if config.name.is_empty() {
@@ -127,21 +146,11 @@ impl Muc {
                 // In a cluster other nodes are home to other rooms: the persistent ones are in
                 // the shared storage (temporary rooms elsewhere are not listed).
                 if server.cluster.is_some() {
-                    match server.storage.kv_all(STORE).await {
-                        Ok(all) => {
-                            for (jid, _, value) in all {
-                                let (Ok(jid), Ok(saved)) =
-                                    (BareJid::new(&jid), serde_json::from_str::<Saved>(&value))
-                                else {
-                                    continue;
-                                };
-                                if jid.domain().as_str() == domain && saved.config.public {
-                                    let name = listing_name(&jid, &saved.config);
-                                    listed.entry(jid.to_string()).or_insert(name);
-                                }
-                            }
+                    for (jid, saved) in stored_rooms(server).await {
+                        if jid.domain().as_str() == domain && saved.config.public {
+                            let name = listing_name(&jid, &saved.config);
+                            listed.entry(jid.to_string()).or_insert(name);
                         }
-                        Err(e) => tracing::warn!(%e, "listing stored rooms failed"),
                     }
                 }
                 let mut q = Element::new("query", ITEMS);
@@ -251,21 +260,11 @@ impl Service for Muc {
     }
 
     async fn start(&self, server: &Server) {
-        match server.storage.kv_all(STORE).await {
-            Ok(all) => {
-                for (jid, _, value) in all {
-                    let (Ok(jid), Ok(saved)) =
-                        (BareJid::new(&jid), serde_json::from_str::<Saved>(&value))
-                    else {
-                        continue;
-                    };
-                    if self.domains.iter().any(|d| d == jid.domain().as_str()) {
-                        self.rooms
-                            .insert(jid.clone(), Arc::new(Mutex::new(Room::restore(jid, saved))));
-                    }
-                }
+        for (jid, saved) in stored_rooms(server).await {
+            if self.domains.iter().any(|d| d == jid.domain().as_str()) {
+                self.rooms
+                    .insert(jid.clone(), Arc::new(Mutex::new(Room::restore(jid, saved))));
             }
-            Err(e) => tracing::error!(%e, "loading rooms failed"),
         }
     }
 
