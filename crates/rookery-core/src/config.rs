@@ -32,6 +32,18 @@ pub struct Config {
     pub components: Vec<ComponentConfig>,
     /// Several nodes serving as one (sessions and node-to-node delivery on Redis).
     pub cluster: ClusterConfig,
+    /// `human` (default) or `json`: one JSON object per line, with the connection's span (peer
+    /// address, JID). The level comes from `ROOKERY_LOG` (default `info`), which is not a config
+    /// key, hence not a `[log]` table.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
 }
 
 /// `storage = "URL"`, or `[storage] url = "URL"` as cluster operators write it.
@@ -158,6 +170,7 @@ impl Default for Config {
             s2s: S2sConfig::default(),
             components: Vec::new(),
             cluster: ClusterConfig::default(),
+            log_format: LogFormat::Human,
         }
     }
 }
@@ -178,6 +191,11 @@ pub struct HttpConfig {
     pub bosh_max_wait_seconds: u64,
     /// Serve Prometheus metrics at `/metrics` to any client, not only to loopback ones.
     pub metrics_public: bool,
+    /// Serve the admin API (`/api/v1/`) and page (`/admin/`) to any client, not only to
+    /// loopback ones (they still need an administrator's token).
+    pub admin_public: bool,
+    /// Hours an admin API token stays valid.
+    pub admin_token_hours: u64,
 }
 
 impl Default for HttpConfig {
@@ -189,6 +207,8 @@ impl Default for HttpConfig {
             bosh_inactivity_seconds: 60,
             bosh_max_wait_seconds: 60,
             metrics_public: false,
+            admin_public: false,
+            admin_token_hours: 12,
         }
     }
 }
@@ -478,6 +498,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "s2s",
     "components",
     "cluster",
+    "log_format",
 ];
 
 impl Config {

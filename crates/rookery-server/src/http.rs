@@ -148,6 +148,8 @@ pub fn router(
         .layer(cors)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
+    // Same-origin only (no CORS): the admin page and API.
+    api = api.merge(crate::admin_http::routes(server.clone()));
     // Modules' routes keep their own limits and CORS rules.
     for m in &server.modules.http {
         api = api.merge(m.routes(server.clone(), local, tls));

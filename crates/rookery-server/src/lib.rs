@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod admin_http;
 pub mod admin_socket;
 pub mod archive;
 pub mod c2s;
@@ -9,6 +10,7 @@ pub mod cluster;
 pub mod component;
 pub mod forms;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 pub mod modules;
 pub mod portable;

@@ -238,6 +238,12 @@ fn array<T, const N: usize>(v: Vec<T>) -> [T; N] {
 }
 
 impl Metrics {
+    /// Stanzas received and sent since start, of every kind (the admin page's traffic graph).
+    pub fn stanza_totals(&self) -> (u64, u64) {
+        let sum = |c: &[Counter; 3]| c.iter().map(|c| c.get()).sum();
+        (sum(&self.stanzas_in), sum(&self.stanzas_out))
+    }
+
     pub fn new() -> Metrics {
         let mut reg = Registry::with_prefix("rookery");
         let transports: Vec<&'static str> = Transport::ALL.iter().map(|t| t.as_str()).collect();

@@ -178,14 +178,8 @@ fn password(given: Option<String>) -> anyhow::Result<String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ROOKERY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = load_config(cli.config.as_ref())?;
+    rookery_server::logs::init(config.log_format == rookery_core::config::LogFormat::Json);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -2,7 +2,7 @@
 //! session logic in `stream` works on any [`Transport`], so WebSocket and BOSH share it.
 
 pub mod bosh;
-mod sasl;
+pub(crate) mod sasl;
 pub mod sm;
 pub mod stream;
 pub mod websocket;

@@ -154,7 +154,7 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(300);
 
 /// Repeated failures from one address wait longer each time (up to 5 s), slowing guessing; at
 /// `limits.auth_ban_failures` the address is banned for `auth_ban_seconds`.
-async fn penalise(server: &Server, ip: std::net::IpAddr) {
+pub(crate) async fn penalise(server: &Server, ip: std::net::IpAddr) {
     let limits = &server.config.limits;
     let ban = Duration::from_secs(limits.auth_ban_seconds);
     let delay = {
@@ -178,7 +178,7 @@ async fn penalise(server: &Server, ip: std::net::IpAddr) {
 }
 
 /// Whether `ip` reached the failure limit less than `auth_ban_seconds` ago.
-fn banned(server: &Server, ip: std::net::IpAddr) -> bool {
+pub(crate) fn banned(server: &Server, ip: std::net::IpAddr) -> bool {
     let limits = &server.config.limits;
     if limits.auth_ban_failures == 0 {
         return false;

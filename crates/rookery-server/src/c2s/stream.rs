@@ -171,8 +171,15 @@ impl Conn {
     }
 }
 
-/// Drives one client connection from the first byte to the last.
+/// Drives one client connection from the first byte to the last, in a span naming its peer
+/// (and its JID once bound), so every log line of the connection says whose it is.
 pub async fn run(server: Arc<Server>, t: Box<dyn Transport>) {
+    use tracing::Instrument;
+    let span = tracing::info_span!("c2s", peer = %t.peer_ip(), jid = tracing::field::Empty);
+    run_in_span(server, t).instrument(span).await
+}
+
+async fn run_in_span(server: Arc<Server>, t: Box<dyn Transport>) {
     let mut conn = Conn {
         server: server.clone(),
         t,
@@ -190,8 +197,12 @@ pub async fn run(server: Arc<Server>, t: Box<dyn Transport>) {
         _ = server.shutdown.cancelled() => Err(End::Error("system-shutdown", None)),
     };
     match negotiated {
-        Ok(Negotiated::Bound(jid, rx, handle)) => session(conn, jid, rx, handle, None).await,
+        Ok(Negotiated::Bound(jid, rx, handle)) => {
+            tracing::Span::current().record("jid", tracing::field::display(&jid));
+            session(conn, jid, rx, handle, None).await
+        }
         Ok(Negotiated::Migrated(jid, rx, handle, sm)) => {
+            tracing::Span::current().record("jid", tracing::field::display(&jid));
             session(conn, jid, rx, handle, Some(sm)).await
         }
         Ok(Negotiated::Resume(tx, h)) => {

@@ -263,6 +263,40 @@ pub struct Registry {
     pub delivery_filters: HashMap<&'static str, Arc<dyn DeliveryFilter>>,
     /// Module state read when metrics are scraped.
     pub samplers: Vec<Arc<dyn crate::metrics::Sampler>>,
+    /// Room administration (the MUC service), for the admin API.
+    pub rooms: Option<Arc<dyn RoomAdmin>>,
+}
+
+/// One room as administrators see it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RoomSummary {
+    pub jid: String,
+    pub name: String,
+    pub occupants: usize,
+    pub persistent: bool,
+    pub public: bool,
+}
+
+/// Rooms managed by an administrator rather than through XEP-0045 (admin API and page).
+#[async_trait]
+pub trait RoomAdmin: Send + Sync {
+    /// Rooms of every MUC service, by JID.
+    async fn rooms(&self, server: &Server) -> Vec<RoomSummary>;
+    /// Creates a persistent, unlocked room owned by `owner`.
+    async fn create_room(
+        &self,
+        server: &Server,
+        jid: &BareJid,
+        owner: &BareJid,
+        name: &str,
+    ) -> Result<(), String>;
+    /// Destroys a room, telling its occupants `reason`; false when there is no such room.
+    async fn destroy_room(
+        &self,
+        server: &Server,
+        jid: &BareJid,
+        reason: Option<&str>,
+    ) -> Result<bool, String>;
 }
 
 /// The domain of a service addressed by an IQ get or set to the service itself, which simple
@@ -375,6 +409,10 @@ impl Registry {
 
     pub fn http(&mut self, h: Arc<dyn HttpRoutes>) {
         self.http.push(h);
+    }
+
+    pub fn room_admin(&mut self, r: Arc<dyn RoomAdmin>) {
+        self.rooms = Some(r);
     }
 
     pub fn sampler(&mut self, s: Arc<dyn crate::metrics::Sampler>) {

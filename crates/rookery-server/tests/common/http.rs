@@ -12,6 +12,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -31,7 +36,29 @@ pub async fn https(
     let tcp = TcpStream::connect(addr).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(rookery_bench::tls::client_config().unwrap());
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut io = connector.connect(name, tcp).await.unwrap();
+    let io = connector.connect(name, tcp).await.unwrap();
+    exchange(io, method, path, headers, body).await
+}
+
+/// One plain HTTP/1.1 request to `addr` (`Connection: close`).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    exchange(tcp, method, path, headers, body).await
+}
+
+async fn exchange(
+    mut io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));

@@ -141,6 +141,12 @@ impl TestServer {
         c
     }
 
+    /// `login`, or why it failed.
+    pub async fn try_login(&self, user: &str, password: &str) -> anyhow::Result<Client> {
+        let online = client::login(&self.settings(password, Mechanism::ScramSha256), user).await?;
+        Ok(Client { online })
+    }
+
     /// Signs in without binding; returns the stream ready for `<bind/>` or `<resume/>`.
     pub async fn authenticated(
         &self,

@@ -1,6 +1,7 @@
 //! XEP-0045 Multi-User Chat service at `conference.<host>`: routes stanzas to rooms, keeps
 //! persistent rooms in storage, answers service discovery. Room rules live in `room`.
 
+mod admin;
 pub mod room;
 
 use super::{Module, Registry, Service};
@@ -47,6 +48,7 @@ impl Module for Muc {
             reg.service(d, self.clone());
         }
         reg.sampler(self.clone());
+        reg.room_admin(self.clone());
     }
 }
 

@@ -1307,6 +1307,15 @@ impl Room {
         }
     }
 
+    /// Destroys the room at the service's request (an administrator): occupants are told why.
+    pub fn destroy_by_service(&mut self, reason: Option<&str>) -> Vec<Element> {
+        let mut d = Element::new("destroy", OWNER);
+        if let Some(r) = reason.filter(|r| !r.is_empty()) {
+            d.push_child(Element::new("reason", OWNER).with_text(r));
+        }
+        self.destroy(&d)
+    }
+
     fn destroy(&mut self, d: &Element) -> Vec<Element> {
         let mut out = Vec::new();
         let mut destroy = Element::new("destroy", USER).with_opt_attr("jid", d.attr("jid"));
