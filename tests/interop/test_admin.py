@@ -1,5 +1,9 @@
 """Service administration: XEP-0133 ad-hoc commands (XEP-0050) used by a slixmpp admin client,
-and the `rookery` CLI against the running server (its admin socket)."""
+the `rookery` CLI against the running server (its admin socket), and the admin HTTP API."""
+import json
+import urllib.error
+import urllib.request
+
 import pytest
 
 from rookery_harness import DEFAULT_PLUGINS, DOMAIN, LoginFailed, message
@@ -99,3 +103,38 @@ async def test_cli_reaches_the_running_server(server, clients):
     # Errors come back as a failing exit status with the reason.
     r = server.ctl("user", "disable", "nobody@localhost", check=False)
     assert r.returncode != 0 and "no such account" in r.stderr, r
+
+
+def api(server, method: str, path: str, body=None, token: str | None = None):
+    """One admin API call on the server's HTTP listener: (status, decoded JSON or None)."""
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/api/v1%s" % (server.http_port, path), method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json",
+                 **({"Authorization": "Bearer " + token} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+@pytest.mark.rookery_config(ADMIN_CONFIG)
+async def test_a_user_added_through_the_http_api_signs_in_with_slixmpp(server, clients):
+    server.add_user("boss", "boss-password")
+    server.add_user("pleb", "pleb-password")
+    status, pleb = api(server, "POST", "/tokens", {"jid": "pleb@localhost", "password": "pleb-password"})
+    assert status == 201 and pleb["admin"] is False
+    status, _ = api(server, "POST", "/users", {"jid": "nina@localhost", "password": "nina-password"},
+                    token=pleb["token"])
+    assert status == 403
+    status, boss = api(server, "POST", "/tokens", {"jid": "boss@localhost", "password": "boss-password"})
+    assert status == 201 and boss["admin"] is True
+    status, _ = api(server, "POST", "/users", {"jid": "nina@localhost", "password": "nina-password"},
+                    token=boss["token"])
+    assert status == 201
+    nina = await clients.login("nina", "nina-password")
+    status, sessions = api(server, "GET", "/sessions", token=boss["token"])
+    assert status == 200 and str(nina.xmpp.boundjid) in sessions, sessions

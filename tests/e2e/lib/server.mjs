@@ -55,7 +55,7 @@ export class RookeryServer {
     return s;
   }
 
-  constructor({ registration = true, name = 'rookery' } = {}) {
+  constructor({ registration = true, name = 'rookery', admins = [] } = {}) {
     this.bin = rookeryBin();
     if (!existsSync(this.bin)) throw new Error(`ROOKERY_BIN ${this.bin} does not exist: build the server first`);
     if (!existsSync(path.join(WEB_DIST, 'index.html'))) throw new Error(`${WEB_DIST} is not built: npm --prefix web run build`);
@@ -63,6 +63,7 @@ export class RookeryServer {
     this.configPath = path.join(this.dir, 'rookery.toml');
     this.logPath = path.join(this.dir, 'rookery.log');
     this.registration = registration;
+    this.admins = admins;
     this.domain = 'localhost';
   }
 
@@ -73,6 +74,7 @@ export class RookeryServer {
       [
         'hosts = ["localhost"]',
         `data_dir = ${JSON.stringify(path.join(this.dir, 'data'))}`,
+        `admins = ${JSON.stringify(this.admins)}`,
         '[listen]',
         `c2s = ["127.0.0.1:${this.c2sPort}"]`,
         `c2s_direct_tls = ["127.0.0.1:${this.tlsPort}"]`,
