@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod component;
 pub mod forms;
 pub mod http;
+pub mod live_config;
 pub mod logs;
 pub mod metrics;
 pub mod modules;
@@ -38,7 +39,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Shared server state; every connection task holds an `Arc<Server>`.
 pub struct Server {
-    pub config: Arc<Config>,
+    /// The configuration, replaced by `reload` (SIGHUP).
+    pub config: live_config::LiveConfig,
     pub storage: Arc<dyn Storage>,
     pub sessions: Arc<dyn SessionRegistry>,
     pub modules: modules::Registry,
@@ -97,7 +99,7 @@ impl Server {
             components: component::Registry::default(),
             c2s_per_ip: c2s::PerIp::default(),
             s2s,
-            config: Arc::new(config),
+            config: live_config::LiveConfig::new(config),
             storage,
             sessions,
             modules: registry,
@@ -134,6 +136,37 @@ impl Server {
         if let Some(c) = &self.cluster {
             c.invalidate(topic, user);
         }
+    }
+
+    /// Applies a new configuration to the running server without dropping connections (SIGHUP):
+    /// certificates are read again (if that fails, nothing changes), and admins, limits,
+    /// registration, HTTP, TLS and federation policy take effect for what happens next. Parts
+    /// fixed at start (hosts, data directory, storage, listeners, cluster, modules and their
+    /// options, components) keep their running values; the names of those that differ are
+    /// returned, to be applied by a restart.
+    pub fn reload(&self, mut new: Config) -> anyhow::Result<Vec<&'static str>> {
+        let old = &*self.config;
+        let mut restart = Vec::new();
+        macro_rules! fixed {
+            ($($field:ident),*) => {$(
+                if format!("{:?}", new.$field) != format!("{:?}", old.$field) {
+                    restart.push(stringify!($field));
+                }
+                new.$field = old.$field.clone();
+            )*};
+        }
+        fixed!(hosts, data_dir, storage, listen, cluster, modules, components, log_format);
+        self.tls.reload(&new)?;
+        self.config.replace(new);
+        if restart.is_empty() {
+            tracing::info!("configuration reloaded");
+        } else {
+            tracing::warn!(
+                sections = restart.join(", "),
+                "configuration reloaded; these changes need a restart"
+            );
+        }
+        Ok(restart)
     }
 
     pub fn next_id(&self) -> u64 {

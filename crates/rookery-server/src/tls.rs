@@ -15,22 +15,32 @@ use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug)]
-struct HostCerts {
+struct CertMap {
     by_host: HashMap<String, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
 }
 
-impl ResolvesServerCert for HostCerts {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let key = hello
-            .server_name()
+impl CertMap {
+    fn get(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
+        server_name
             .and_then(|n| self.by_host.get(&n.to_ascii_lowercase()))
-            .unwrap_or(&self.default);
-        Some(key.clone())
+            .unwrap_or(&self.default)
     }
 }
 
-/// Acceptors for STARTTLS and direct TLS, built once at start.
+/// The hosts' certificates, replaced whole on reload: handshakes after a reload get the new
+/// ones, connections already up keep theirs.
+#[derive(Debug)]
+struct HostCerts(arc_swap::ArcSwap<CertMap>);
+
+impl ResolvesServerCert for HostCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load().get(hello.server_name()).clone())
+    }
+}
+
+/// Acceptors for STARTTLS, direct TLS and HTTPS, built once at start over certificates that
+/// can be reloaded.
 #[derive(Clone)]
 pub struct Tls {
     pub starttls: TlsAcceptor,
@@ -42,6 +52,35 @@ pub struct Tls {
 impl Tls {
     pub fn load(config: &Config) -> anyhow::Result<Tls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = Arc::new(HostCerts(arc_swap::ArcSwap::from_pointee(Self::read(
+            config, &provider,
+        )?)));
+        let build = |alpn: &[&[u8]]| -> anyhow::Result<TlsAcceptor> {
+            let mut cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+                .with_no_client_auth()
+                .with_cert_resolver(certs.clone());
+            cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            Ok(TlsAcceptor::from(Arc::new(cfg)))
+        };
+        Ok(Tls {
+            starttls: build(&[])?,
+            direct: build(&[b"xmpp-client"])?,
+            https: build(&[b"http/1.1"])?,
+            certs,
+        })
+    }
+
+    /// Reads the hosts' certificates again (SIGHUP): on success every listener's next
+    /// handshake shows them; on failure nothing changes.
+    pub fn reload(&self, config: &Config) -> anyhow::Result<()> {
+        let provider = rustls::crypto::ring::default_provider();
+        self.certs.0.store(Arc::new(Self::read(config, &provider)?));
+        Ok(())
+    }
+
+    /// Each host's certificate: configured, or self-signed (made on first use).
+    fn read(config: &Config, provider: &rustls::crypto::CryptoProvider) -> anyhow::Result<CertMap> {
         let mut by_host = HashMap::new();
         for host in &config.hosts {
             let (cert_path, key_path) =
@@ -78,31 +117,18 @@ impl Tls {
             );
         }
         let default = by_host[&config.hosts[0].to_ascii_lowercase()].clone();
-        let certs = Arc::new(HostCerts { by_host, default });
-        let build = |alpn: &[&[u8]]| -> anyhow::Result<TlsAcceptor> {
-            let mut cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
-                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-                .with_no_client_auth()
-                .with_cert_resolver(certs.clone());
-            cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-            Ok(TlsAcceptor::from(Arc::new(cfg)))
-        };
-        Ok(Tls {
-            starttls: build(&[])?,
-            direct: build(&[b"xmpp-client"])?,
-            https: build(&[b"http/1.1"])?,
-            certs,
-        })
+        Ok(CertMap { by_host, default })
     }
 
     /// The certificate this server shows as `domain`: the host's own, or for a service domain
     /// (`conference.<host>`) its host's, whose self-signed certificate also names `*.<host>`.
     pub fn key_for(&self, domain: &str) -> Arc<CertifiedKey> {
         let domain = domain.to_ascii_lowercase();
-        if let Some(k) = self.certs.by_host.get(&domain) {
+        let certs = self.certs.0.load();
+        if let Some(k) = certs.by_host.get(&domain) {
             return k.clone();
         }
-        self.certs
+        certs
             .by_host
             .iter()
             .find(|(host, _)| {
@@ -111,7 +137,7 @@ impl Tls {
                     .is_some_and(|p| p.ends_with('.'))
             })
             .map(|(_, k)| k.clone())
-            .unwrap_or_else(|| self.certs.default.clone())
+            .unwrap_or_else(|| certs.default.clone())
     }
 
     /// The per-host certificate choice (SNI), for other listeners' TLS configurations.
@@ -129,10 +155,8 @@ impl Tls {
                     .map(|k| k.to_vec())
             })
             .flatten();
-        let cert = conn
-            .server_name()
-            .and_then(|n| self.certs.by_host.get(&n.to_ascii_lowercase()))
-            .unwrap_or(&self.certs.default);
+        let certs = self.certs.0.load();
+        let cert = certs.get(conn.server_name());
         // RFC 5929 §4.1: the certificate hash, SHA-256 for SHA-1/SHA-256 signed certificates.
         let tls_server_end_point = cert
             .cert

@@ -185,7 +185,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve => serve(config).await,
+            Command::Serve => serve(config, cli.config.clone()).await,
             Command::User { action } => user(config, action).await,
             Command::Sessions { action } => {
                 let (method, params) = match action {
@@ -237,27 +237,38 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let running = rookery_server::start(config).await?;
     tracing::info!(hosts = ?running.server.config.hosts, "rookery is running");
-    wait_for_signal().await;
+    wait_for_signal(&running.server, path.as_ref()).await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
 }
 
+/// Waits for SIGTERM or Ctrl-C; meanwhile each SIGHUP reloads the configuration (file and
+/// environment, as at start) into the running server.
 #[cfg(unix)]
-async fn wait_for_signal() {
+async fn wait_for_signal(server: &rookery_server::Server, path: Option<&PathBuf>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = hup.recv() => {
+                let reloaded = load_config(path).and_then(|c| server.reload(c));
+                if let Err(e) = reloaded {
+                    tracing::error!("configuration not reloaded: {e:#}");
+                }
+            }
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+async fn wait_for_signal(_server: &rookery_server::Server, _path: Option<&PathBuf>) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
