@@ -227,6 +227,11 @@ pub trait ExportStore: Send + Sync {
     async fn pubsub_services(&self) -> StorageResult<Vec<String>>;
     /// Every stored upload (not unused slots), ordered by id.
     async fn all_uploads(&self) -> StorageResult<Vec<Upload>>;
+    /// Writes a consistent copy of the whole database to `dest` (a new file) while the server
+    /// runs; false when this backend has no such copy (PostgreSQL: use `pg_dump`).
+    async fn backup(&self, _dest: &std::path::Path) -> StorageResult<bool> {
+        Ok(false)
+    }
 }
 
 /// Everything a backend provides.

@@ -13,8 +13,45 @@ use std::path::PathBuf;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const AFTER_HELP: &str = "\
+CONFIGURATION:
+    One TOML file (--config or ROOKERY_CONFIG); every key is documented in rookery.example.toml.
+    Without a file, built-in defaults serve `localhost`: SQLite and a self-signed certificate
+    in ./data, clients on 5222 (STARTTLS) and 5223 (TLS), the web app on http://localhost:5280/.
+    Any key can be set from the environment as ROOKERY_<SECTION>__<KEY>=<TOML value>, e.g.
+    ROOKERY_HOSTS='[\"example.org\"]' or ROOKERY_LIMITS__MAX_STANZA_BYTES=65536.
+
+ENVIRONMENT:
+    ROOKERY_CONFIG    the configuration file, as --config
+    ROOKERY_LOG       log filter, e.g. `info` (default) or `rookery_server::s2s=debug,info`
+    ROOKERY_WEB_ROOT  directory of the built web app (default web/dist)
+    ROOKERY_*__*      configuration overrides (above)
+
+FILES:
+    <data_dir>/rookery.sqlite    the embedded database (default storage)
+    <data_dir>/certs/            self-signed certificates made on first start
+    <data_dir>/admin.sock        the admin socket the commands below use to reach a running
+                                 server (owner-only)
+
+SIGNALS:
+    SIGTERM, SIGINT   stop: sessions are told <system-shutdown/> and flushed first
+    SIGHUP            reload the configuration and certificates without dropping connections
+
+EXIT STATUS:
+    0 on success; 1 on any error, explained on standard error.
+
+See docs/getting-started.md for a public deployment and docs/admin-api.json for the HTTP API.";
+
 #[derive(Parser)]
-#[command(name = "rookery", version, about = "An XMPP server")]
+#[command(
+    name = "rookery",
+    version,
+    about = "An XMPP server with its web chat app",
+    long_about = "Rookery: an XMPP server (RFC 6120, 6121) with its web chat app, in one \
+        binary. `rookery serve` runs it; the other commands administer it, a running server \
+        through its admin socket or the storage directly.",
+    after_long_help = AFTER_HELP
+)]
 struct Cli {
     /// Configuration file (TOML). Without it, built-in defaults serve `localhost`.
     #[arg(long, short, global = true, env = "ROOKERY_CONFIG")]
@@ -32,8 +69,20 @@ enum ClusterAction {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
+    ///
+    /// Listens as configured (c2s, HTTP, and s2s when enabled), serves until SIGTERM or
+    /// Ctrl-C, and reloads the configuration on SIGHUP. Logs go to standard error.
+    #[command(
+        after_long_help = "EXAMPLES:\n    rookery serve\n    rookery --config /etc/rookery/rookery.toml serve\n    ROOKERY_LOG=debug rookery serve"
+    )]
     Serve,
     /// Manage accounts (works while the server runs).
+    ///
+    /// With a running server the change goes through its admin socket (sessions of a deleted
+    /// or disabled account end at once); without one, straight to the storage.
+    #[command(
+        after_long_help = "EXAMPLES:\n    rookery user add alice@example.org          # the password is read from standard input\n    rookery user passwd alice@example.org\n    rookery user list example.org"
+    )]
     User {
         #[command(subcommand)]
         action: UserAction,
@@ -44,11 +93,19 @@ enum Command {
         action: SessionAction,
     },
     /// Send a message to every online session of a host.
+    ///
+    /// A headline message from the host's own JID (XEP-0133 §4.23), to each session online now.
+    #[command(
+        after_long_help = "EXAMPLES:\n    rookery announce --host example.org --subject Maintenance 'Restart at 22:00 UTC'"
+    )]
     Announce {
+        /// The host whose sessions get it.
         #[arg(long, default_value = "localhost")]
         host: String,
+        /// A subject line.
         #[arg(long)]
         subject: Option<String>,
+        /// The text.
         message: String,
     },
     /// The message of the day, sent to each session as it signs in.
@@ -63,16 +120,29 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
-    /// Live server-to-server streams: direction, domains, how the peer was authenticated
-    /// (sasl-external or dialback) and whether the stream is bidirectional.
+    /// Live server-to-server streams.
+    ///
+    /// Each stream's direction, domains, how the peer was authenticated (sasl-external or
+    /// dialback) and whether the stream is bidirectional (XEP-0288).
     S2s,
-    /// Call any administration method of the running server (as Jabber-RPC offers them);
-    /// `rookery rpc system.listMethods` lists them.
+    /// Call any administration method of the running server.
+    ///
+    /// The methods are those Jabber-RPC (XEP-0009) offers; `rookery rpc system.listMethods`
+    /// lists them. Parameters are strings, in order.
     Rpc { method: String, params: Vec<String> },
     /// Validate the configuration, certificates and ports, and print what would be served.
+    ///
+    /// Exits with status 1, naming the problem, when the file does not parse, a certificate
+    /// does not load or a port cannot be bound. Run it before `systemctl reload`.
     Check,
-    /// Copy everything stored (accounts, rosters, offline queues, key-value stores, archives,
-    /// pubsub) from one storage backend into another, empty one. Stop the server first.
+    /// Copy all stored data into another, empty storage backend.
+    ///
+    /// Accounts, rosters, offline queues, key-value stores, archives, pubsub and uploads move
+    /// from one backend (SQLite, PostgreSQL) into another, which must hold nothing yet. Stop the
+    /// server first. Files of uploads kept on disk stay where they are.
+    #[command(
+        after_long_help = "EXAMPLES:\n    rookery migrate --from sqlite://data/rookery.sqlite --to postgres://rookery@db/rookery"
+    )]
     Migrate {
         /// Source storage URL (sqlite://PATH, postgres://USER@HOST/DB, memory://).
         #[arg(long)]
@@ -81,9 +151,14 @@ enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Write every user's data (SCRAM keys, rosters, vCards, private XML, offline messages,
-    /// archives, PEP) as one XEP-0227 file, the format Prosody and ejabberd import too.
-    /// Reads the configured storage; the file holds credentials: keep it private.
+    /// Export every user's data as one XEP-0227 file.
+    ///
+    /// SCRAM keys, rosters, vCards, private XML, offline messages, archives and PEP, in the
+    /// format Prosody and ejabberd import too. Reads the configured storage; the file holds
+    /// credentials: keep it private.
+    #[command(
+        after_long_help = "EXAMPLES:\n    rookery export --out users.xml\n    rookery export --host example.org > example.xml"
+    )]
     Export {
         /// Where to write (created with owner-only permissions); standard output when absent.
         #[arg(long)]
@@ -92,9 +167,26 @@ enum Command {
         #[arg(long)]
         host: Vec<String>,
     },
-    /// Read a XEP-0227 file (from Rookery, Prosody or ejabberd) into the configured storage.
-    /// Accounts that exist already are left as they are and listed.
+    /// Import a XEP-0227 file (from Rookery, Prosody or ejabberd).
+    ///
+    /// Reads it into the configured storage. Accounts that exist already are left as they are
+    /// and listed.
+    #[command(after_long_help = "EXAMPLES:\n    rookery import prosody-export.xml")]
     Import { file: std::path::PathBuf },
+    /// Copy the database to a new file, while the server runs.
+    ///
+    /// For SQLite (the default storage) this is `VACUUM INTO`: one read transaction, so the
+    /// copy is a snapshot even while the server writes, compacted, readable by its owner only.
+    /// To restore, stop the server and put the copy in place of <data_dir>/rookery.sqlite
+    /// (removing rookery.sqlite-wal and -shm). PostgreSQL has its own tools (pg_dump).
+    #[command(
+        after_long_help = "EXAMPLES:\n    rookery backup --out /var/backups/rookery-$(date +%F).sqlite"
+    )]
+    Backup {
+        /// The file to write; it must not exist.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,10 +201,12 @@ enum SessionAction {
 
 #[derive(Subcommand)]
 enum MotdAction {
+    /// Print the message of the day.
     Show {
         #[arg(long, default_value = "localhost")]
         host: String,
     },
+    /// Set the message of the day.
     Set {
         #[arg(long, default_value = "localhost")]
         host: String,
@@ -120,6 +214,7 @@ enum MotdAction {
         subject: Option<String>,
         message: String,
     },
+    /// Remove the message of the day.
     Delete {
         #[arg(long, default_value = "localhost")]
         host: String,
@@ -233,6 +328,7 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate { from, to } => migrate(&from, &to).await,
             Command::Export { out, host } => export(&config, out, &host).await,
             Command::Import { file } => import(&config, &file).await,
+            Command::Backup { out } => backup(&config, &out).await,
         }
     })
 }
@@ -461,6 +557,21 @@ async fn migrate(from: &str, to: &str) -> anyhow::Result<()> {
         .context("opening the target storage")?;
     let report = rookery_server::storage::copy(source.as_ref(), target.as_ref()).await?;
     println!("copied {report}");
+    Ok(())
+}
+
+async fn backup(config: &Config, out: &std::path::Path) -> anyhow::Result<()> {
+    let url = config.storage_url();
+    let storage = rookery_server::storage::open(&url)
+        .await
+        .context("opening the storage")?;
+    if !storage.backup(out).await? {
+        anyhow::bail!(
+            "{} has no built-in backup: use the database's own tools (pg_dump for PostgreSQL)",
+            url.split('@').next_back().unwrap_or(&url)
+        );
+    }
+    eprintln!("database copied to {}", out.display());
     Ok(())
 }
 

@@ -87,4 +87,26 @@ impl ExportStore for SqliteStorage {
     async fn all_uploads(&self) -> StorageResult<Vec<Upload>> {
         self.stored_uploads().await
     }
+
+    /// `VACUUM INTO`: one read transaction, so a snapshot even while the server writes (WAL),
+    /// compacted; the copy is readable by its owner only.
+    async fn backup(&self, dest: &std::path::Path) -> StorageResult<bool> {
+        if dest.exists() {
+            return Err(err(format!("{} exists", dest.display())));
+        }
+        let path = dest
+            .to_str()
+            .ok_or_else(|| err(format!("{} is not UTF-8", dest.display())))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        }
+        Ok(true)
+    }
 }
