@@ -371,3 +371,35 @@ async fn the_admin_page_is_served() {
         .unwrap()
         .contains("frame-ancestors 'none'"));
 }
+
+/// Rooms made through the CLI's admin socket are the API's rooms: one implementation.
+#[tokio::test]
+async fn rooms_through_the_admin_socket_and_the_api_are_the_same() {
+    let s = admin_server().await;
+    let t = token(&s, "boss@localhost", "boss-password").await;
+    let made = rookery_server::admin_socket::answer(
+        &s.server,
+        r#"{"method":"rooms.create","params":["cli@conference.localhost","boss@localhost","From the CLI"]}"#,
+    )
+    .await;
+    assert_eq!(made, r#"{"result":"cli@conference.localhost"}"#);
+    let rooms = call(&s, Some(&t), "GET", "/api/v1/rooms", None)
+        .await
+        .json();
+    assert_eq!(rooms[0]["name"], "From the CLI");
+    let listed =
+        rookery_server::admin_socket::answer(&s.server, r#"{"method":"rooms.list"}"#).await;
+    assert!(listed.contains("\"occupants\":0"), "{listed}");
+    let gone = rookery_server::admin_socket::answer(
+        &s.server,
+        r#"{"method":"rooms.destroy","params":["cli@conference.localhost"]}"#,
+    )
+    .await;
+    assert_eq!(gone, r#"{"result":true}"#);
+    assert_eq!(
+        call(&s, Some(&t), "GET", "/api/v1/rooms", None)
+            .await
+            .json(),
+        json!([])
+    );
+}

@@ -61,6 +61,28 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum RoomAction {
+    /// Rooms with their names, occupant counts and whether they are persistent and public.
+    List,
+    /// Create a persistent room owned by OWNER.
+    Create {
+        /// The room's bare JID (room@conference.example.org).
+        room: String,
+        /// The owner's bare JID.
+        owner: String,
+        /// The room's name.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Destroy a room; its occupants are told REASON.
+    Destroy {
+        room: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ClusterAction {
     /// Live nodes with the number of sessions each serves.
     Status,
@@ -115,6 +137,14 @@ enum Command {
     },
     /// Counters of the running server.
     Stats,
+    /// Multi-user chat rooms of the running server (XEP-0045).
+    #[command(
+        after_long_help = "EXAMPLES:\n    rookery rooms list\n    rookery rooms create ops@conference.example.org alice@example.org --name Operations\n    rookery rooms destroy ops@conference.example.org --reason 'moved to #infra'"
+    )]
+    Rooms {
+        #[command(subcommand)]
+        action: RoomAction,
+    },
     /// The cluster this node belongs to.
     Cluster {
         #[command(subcommand)]
@@ -314,6 +344,20 @@ fn main() -> anyhow::Result<()> {
                 action: ClusterAction::Status,
             } => {
                 print_result(live(&config, "cluster.status", serde_json::json!([])).await?);
+                Ok(())
+            }
+            Command::Rooms { action } => {
+                let (method, params) = match action {
+                    RoomAction::List => ("rooms.list", serde_json::json!([])),
+                    RoomAction::Create { room, owner, name } => {
+                        ("rooms.create", serde_json::json!([room, owner, name]))
+                    }
+                    RoomAction::Destroy { room, reason } => (
+                        "rooms.destroy",
+                        serde_json::json!([room, reason.unwrap_or_default()]),
+                    ),
+                };
+                print_result(live(&config, method, params).await?);
                 Ok(())
             }
             Command::S2s => {

@@ -7,7 +7,7 @@ use crate::admin::{self, AdminError, Motd};
 use crate::Server;
 use async_trait::async_trait;
 use rookery_core::stanza::StanzaError;
-use rookery_core::Element;
+use rookery_core::{BareJid, Element};
 use std::sync::Arc;
 
 pub const NS: &str = "jabber:iq:rpc";
@@ -172,6 +172,9 @@ pub const METHODS: &[(&str, &str)] = &[
     ("motd.set", "host, subject, body"),
     ("motd.delete", "host"),
     ("stats.get", ""),
+    ("rooms.list", ""),
+    ("rooms.create", "room JID, owner JID, [name]"),
+    ("rooms.destroy", "room JID, [reason]"),
     ("s2s.list", ""),
     ("cluster.status", ""),
 ];
@@ -306,6 +309,49 @@ pub async fn call(server: &Server, method: &str, params: &[Value]) -> Result<Val
                 ("online_users".into(), Value::Int(s.online_users as i64)),
                 ("uptime_seconds".into(), Value::Int(s.uptime_seconds as i64)),
             ])
+        }
+        "rooms.list" | "rooms.create" | "rooms.destroy" => {
+            let rooms = server
+                .modules
+                .rooms
+                .as_ref()
+                .ok_or_else(|| Fault(FAILED, "the MUC module is disabled".into()))?;
+            let jid = |i: usize, name: &str| -> Result<BareJid, Fault> {
+                let s = arg(i, name)?;
+                BareJid::new(s).map_err(|e| Fault(BAD_PARAMS, format!("{s}: {e}")))
+            };
+            match method {
+                "rooms.list" => Value::Array(
+                    rooms
+                        .rooms(server)
+                        .await
+                        .into_iter()
+                        .map(|r| {
+                            Value::Struct(vec![
+                                ("jid".into(), Value::Str(r.jid)),
+                                ("name".into(), Value::Str(r.name)),
+                                ("occupants".into(), Value::Int(r.occupants as i64)),
+                                ("persistent".into(), Value::Bool(r.persistent)),
+                                ("public".into(), Value::Bool(r.public)),
+                            ])
+                        })
+                        .collect(),
+                ),
+                "rooms.create" => {
+                    let room = jid(0, "room JID")?;
+                    rooms
+                        .create_room(server, &room, &jid(1, "owner JID")?, opt(2).unwrap_or(""))
+                        .await
+                        .map_err(|e| Fault(FAILED, e))?;
+                    Value::Str(room.to_string())
+                }
+                _ => Value::Bool(
+                    rooms
+                        .destroy_room(server, &jid(0, "room JID")?, opt(1))
+                        .await
+                        .map_err(|e| Fault(FAILED, e))?,
+                ),
+            }
         }
         _ => return Err(Fault(UNKNOWN_METHOD, format!("unknown method {method}"))),
     })
