@@ -140,11 +140,11 @@ impl Server {
 
     /// Applies a new configuration to the running server without dropping connections (SIGHUP):
     /// certificates are read again (if that fails, nothing changes), and admins, limits,
-    /// registration, HTTP, TLS and federation policy take effect for what happens next. Parts
-    /// fixed at start (hosts, data directory, storage, listeners, cluster, modules and their
-    /// options, components) keep their running values; the names of those that differ are
-    /// returned, to be applied by a restart.
-    pub fn reload(&self, mut new: Config) -> anyhow::Result<Vec<&'static str>> {
+    /// registration, HTTP, TLS, federation policy and modules' options take effect for what
+    /// happens next. Parts fixed at start (hosts, data directory, storage, listeners, cluster,
+    /// which modules run, services' subdomains, components) keep their running values; the
+    /// names of those that differ are returned, to be applied by a restart.
+    pub async fn reload(&self, mut new: Config) -> anyhow::Result<Vec<&'static str>> {
         let old = &*self.config;
         let mut restart = Vec::new();
         macro_rules! fixed {
@@ -155,8 +155,24 @@ impl Server {
                 new.$field = old.$field.clone();
             )*};
         }
-        fixed!(hosts, data_dir, storage, listen, cluster, modules, components, log_format);
+        fixed!(hosts, data_dir, storage, listen, cluster, components, log_format);
+        if new.modules.disabled != old.modules.disabled {
+            restart.push("modules.disabled");
+            new.modules.disabled = old.modules.disabled.clone();
+        }
         self.tls.reload(&new)?;
+        for m in &self.modules.reloadable {
+            restart.extend(m.reload(&new).await);
+        }
+        // What the modules kept, the configuration says too.
+        let (n, o) = (&mut new.modules, &old.modules);
+        n.muc.subdomain.clone_from(&o.muc.subdomain);
+        n.pubsub.subdomain.clone_from(&o.pubsub.subdomain);
+        n.proxy65.subdomain.clone_from(&o.proxy65.subdomain);
+        n.proxy65.listen.clone_from(&o.proxy65.listen);
+        n.upload.subdomain.clone_from(&o.upload.subdomain);
+        n.upload.store = o.upload.store;
+        n.upload.path.clone_from(&o.upload.path);
         self.config.replace(new);
         if restart.is_empty() {
             tracing::info!("configuration reloaded");
@@ -240,13 +256,17 @@ pub async fn start_with(server: Arc<Server>) -> anyhow::Result<Running> {
         // The server works without it; only the CLI's live operations need it.
         Err(e) => tracing::warn!(%e, "admin socket unavailable"),
     }
-    let retention = server.config.modules.mam.retention_days;
-    if retention > 0 {
+    {
         let server = server.clone();
         listeners.spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
             loop {
                 every.tick().await;
+                // Read each time: a reload may change it.
+                let retention = server.config.modules.mam.retention_days;
+                if retention == 0 {
+                    continue;
+                }
                 let cutoff =
                     chrono::Utc::now().timestamp_micros() - retention as i64 * 86_400_000_000;
                 match server.storage.archive_expire(cutoff).await {

@@ -398,7 +398,10 @@ async fn wait_for_signal(server: &rookery_server::Server, path: Option<&PathBuf>
             _ = term.recv() => return,
             _ = tokio::signal::ctrl_c() => return,
             _ = hup.recv() => {
-                let reloaded = load_config(path).and_then(|c| server.reload(c));
+                let reloaded = match load_config(path) {
+                    Ok(c) => server.reload(c).await,
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = reloaded {
                     tracing::error!("configuration not reloaded: {e:#}");
                 }

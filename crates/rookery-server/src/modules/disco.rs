@@ -10,9 +10,7 @@ use std::sync::Arc;
 pub const INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
-pub struct Disco {
-    pub extra_items: Vec<String>,
-}
+pub struct Disco;
 
 impl Module for Disco {
     fn name(&self) -> &'static str {
@@ -81,7 +79,7 @@ impl IqHandler for Disco {
                 for d in services {
                     q.push_child(Element::new("item", ITEMS).with_attr("jid", d.clone()));
                 }
-                for i in &self.extra_items {
+                for i in &server.config.modules.disco.items {
                     q.push_child(Element::new("item", ITEMS).with_attr("jid", i.clone()));
                 }
             }

@@ -18,12 +18,14 @@ pub const NS: &str = "urn:xmpp:extdisco:2";
 const NS_V1: &str = "urn:xmpp:extdisco:1";
 
 pub struct ExtDisco {
-    options: ExtdiscoOptions,
+    options: super::Live<ExtdiscoOptions>,
 }
 
 impl ExtDisco {
     pub fn new(options: ExtdiscoOptions) -> ExtDisco {
-        ExtDisco { options }
+        ExtDisco {
+            options: super::Live::new(options),
+        }
     }
 }
 
@@ -32,7 +34,8 @@ impl Module for ExtDisco {
         "extdisco"
     }
     fn register(self: Arc<Self>, reg: &mut Registry) {
-        if self.options.services.is_empty() {
+        reg.reload(self.clone());
+        if self.options.get().services.is_empty() {
             return;
         }
         for ns in [NS, NS_V1] {
@@ -84,41 +87,58 @@ pub fn turn_credentials(secret: &str, expires: u64, user: Option<&str>) -> (Stri
 impl ExtDisco {
     /// Every configured service as `domain`'s users see it at time `now`.
     fn services(&self, domain: &str, now: u64) -> Vec<Listed> {
-        self.options
+        let options = self.options.get();
+        options
             .services
             .iter()
-            .map(|s| self.listed(s, domain, now))
+            .map(|s| listed(&options, s, domain, now))
             .collect()
     }
+}
 
-    fn listed(&self, s: &ExternalService, domain: &str, now: u64) -> Listed {
-        let mut l = Listed {
-            kind: s.kind.clone(),
-            transport: s.transport.clone(),
-            host: s
-                .host
-                .clone()
-                .or_else(|| self.options.host.clone())
-                .unwrap_or_else(|| domain.to_string()),
-            port: s.port.or(self.options.port),
-            username: s.username.clone(),
-            password: s.password.clone(),
-            restricted: s.restricted || s.password.is_some(),
-        };
-        let secret = match &s.secret {
-            Some(ServiceSecret::Own(secret)) => Some(secret.as_str()),
-            Some(ServiceSecret::Shared(true)) => self.options.secret.as_deref(),
-            _ => None,
-        };
-        if let Some(secret) = secret {
-            let ttl = s.ttl_seconds.unwrap_or(self.options.ttl_seconds);
-            let (username, password) = turn_credentials(secret, now + ttl, s.username.as_deref());
-            l.username = Some(username);
-            l.password = Some(password);
-            l.restricted = true;
+#[async_trait]
+impl super::Reload for ExtDisco {
+    async fn reload(&self, config: &rookery_core::config::Config) -> Vec<&'static str> {
+        let new = config.modules.extdisco.clone();
+        // The handlers are registered only when there are services.
+        let restart = self.options.get().services.is_empty() != new.services.is_empty();
+        self.options.set(new);
+        if restart {
+            vec!["modules.extdisco.services"]
+        } else {
+            Vec::new()
         }
-        l
     }
+}
+
+/// One service as `domain`'s users see it at time `now`.
+fn listed(options: &ExtdiscoOptions, s: &ExternalService, domain: &str, now: u64) -> Listed {
+    let mut l = Listed {
+        kind: s.kind.clone(),
+        transport: s.transport.clone(),
+        host: s
+            .host
+            .clone()
+            .or_else(|| options.host.clone())
+            .unwrap_or_else(|| domain.to_string()),
+        port: s.port.or(options.port),
+        username: s.username.clone(),
+        password: s.password.clone(),
+        restricted: s.restricted || s.password.is_some(),
+    };
+    let secret = match &s.secret {
+        Some(ServiceSecret::Own(secret)) => Some(secret.as_str()),
+        Some(ServiceSecret::Shared(true)) => options.secret.as_deref(),
+        _ => None,
+    };
+    if let Some(secret) = secret {
+        let ttl = s.ttl_seconds.unwrap_or(options.ttl_seconds);
+        let (username, password) = turn_credentials(secret, now + ttl, s.username.as_deref());
+        l.username = Some(username);
+        l.password = Some(password);
+        l.restricted = true;
+    }
+    l
 }
 
 fn now() -> u64 {

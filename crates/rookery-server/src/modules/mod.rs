@@ -265,6 +265,33 @@ pub struct Registry {
     pub samplers: Vec<Arc<dyn crate::metrics::Sampler>>,
     /// Room administration (the MUC service), for the admin API.
     pub rooms: Option<Arc<dyn RoomAdmin>>,
+    /// Modules whose options a configuration reload (SIGHUP) replaces.
+    pub reloadable: Vec<Arc<dyn Reload>>,
+}
+
+/// A module's options, read at use and replaced whole by a reload.
+pub struct Live<T>(arc_swap::ArcSwap<T>);
+
+impl<T> Live<T> {
+    pub fn new(value: T) -> Live<T> {
+        Live(arc_swap::ArcSwap::from_pointee(value))
+    }
+
+    pub fn get(&self) -> arc_swap::Guard<Arc<T>> {
+        self.0.load()
+    }
+
+    pub fn set(&self, value: T) {
+        self.0.store(Arc::new(value));
+    }
+}
+
+/// A module that takes new options from a reloaded configuration.
+#[async_trait]
+pub trait Reload: Send + Sync {
+    /// Applies `config`'s options for this module. Options fixed at start (a service's
+    /// subdomain, a listener's address) keep their running values; their names are returned.
+    async fn reload(&self, config: &rookery_core::config::Config) -> Vec<&'static str>;
 }
 
 /// One room as administrators see it.
@@ -411,6 +438,10 @@ impl Registry {
         self.http.push(h);
     }
 
+    pub fn reload(&mut self, r: Arc<dyn Reload>) {
+        self.reloadable.push(r);
+    }
+
     pub fn room_admin(&mut self, r: Arc<dyn RoomAdmin>) {
         self.rooms = Some(r);
     }
@@ -460,12 +491,10 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
     let privacy_store = Arc::new(privacy::Store::default());
     vec![
         Arc::new(roster::Roster),
-        Arc::new(disco::Disco {
-            extra_items: config.modules.disco.items.clone(),
-        }),
+        Arc::new(disco::Disco),
         Arc::new(ping::Ping),
         Arc::new(version::Version {
-            options: config.modules.version.clone(),
+            options: Live::new(config.modules.version.clone()),
         }),
         Arc::new(time::Time),
         Arc::new(last::Last),

@@ -80,7 +80,7 @@ struct Pending {
 }
 
 pub struct Push {
-    options: PushOptions,
+    options: super::Live<PushOptions>,
     cache: DashMap<BareJid, Arc<Vec<Registration>>>,
     epoch: CacheEpoch,
     /// Messages notified since the account last came online (`message-count`).
@@ -92,7 +92,7 @@ pub struct Push {
 impl Push {
     pub fn new(options: PushOptions) -> Push {
         Push {
-            options,
+            options: super::Live::new(options),
             cache: DashMap::new(),
             epoch: CacheEpoch::default(),
             counts: DashMap::new(),
@@ -213,7 +213,7 @@ impl Push {
         if let Some(from) = el.attr("from") {
             x.push_child(field("last-message-sender", from));
         }
-        if self.options.include_body {
+        if self.options.get().include_body {
             if let Some(body) = el.child_text("body", ns::CLIENT) {
                 x.push_child(field("last-message-body", &body));
             }
@@ -271,7 +271,16 @@ impl Module for Push {
         reg.account_feature(NS);
         reg.hook(self.clone());
         reg.stanza_hook(self.clone());
+        reg.reload(self.clone());
         reg.caches.push(self);
+    }
+}
+
+#[async_trait]
+impl super::Reload for Push {
+    async fn reload(&self, config: &rookery_core::config::Config) -> Vec<&'static str> {
+        self.options.set(config.modules.push.clone());
+        Vec::new()
     }
 }
 

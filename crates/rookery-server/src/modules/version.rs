@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub const NS: &str = "jabber:iq:version";
 
 pub struct Version {
-    pub options: VersionOptions,
+    pub options: super::Live<VersionOptions>,
 }
 
 impl Module for Version {
@@ -19,8 +19,17 @@ impl Module for Version {
         "version"
     }
     fn register(self: Arc<Self>, reg: &mut Registry) {
-        reg.iq(NS, "query", On::Server, self);
+        reg.iq(NS, "query", On::Server, self.clone());
         reg.server_feature(NS);
+        reg.reload(self);
+    }
+}
+
+#[async_trait]
+impl super::Reload for Version {
+    async fn reload(&self, config: &rookery_core::config::Config) -> Vec<&'static str> {
+        self.options.set(config.modules.version.clone());
+        Vec::new()
     }
 }
 
@@ -30,10 +39,11 @@ impl IqHandler for Version {
         if req.kind != IqType::Get {
             return Err(StanzaError::bad_request());
         }
+        let options = self.options.get();
         let mut q = Element::new("query", NS)
-            .with_child(Element::new("name", NS).with_text(self.options.name.clone()))
+            .with_child(Element::new("name", NS).with_text(options.name.clone()))
             .with_child(Element::new("version", NS).with_text(env!("CARGO_PKG_VERSION")));
-        if self.options.show_os {
+        if options.show_os {
             q.push_child(Element::new("os", NS).with_text(std::env::consts::OS));
         }
         Ok(IqReply::Payload(q))

@@ -22,7 +22,7 @@ const ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub struct Muc {
     /// Service domains this module answers for.
     pub domains: Vec<String>,
-    pub options: MucOptions,
+    pub options: super::Live<MucOptions>,
     rooms: DashMap<BareJid, Arc<Mutex<Room>>>,
 }
 
@@ -33,7 +33,7 @@ impl Muc {
                 .iter()
                 .map(|h| format!("{}.{}", options.subdomain, h))
                 .collect(),
-            options,
+            options: super::Live::new(options),
             rooms: DashMap::new(),
         }
     }
@@ -49,6 +49,22 @@ impl Module for Muc {
         }
         reg.sampler(self.clone());
         reg.room_admin(self.clone());
+        reg.reload(self.clone());
+    }
+}
+
+#[async_trait]
+impl super::Reload for Muc {
+    async fn reload(&self, config: &rookery_core::config::Config) -> Vec<&'static str> {
+        let mut new = config.modules.muc.clone();
+        let old = self.options.get();
+        let mut restart = Vec::new();
+        if new.subdomain != old.subdomain {
+            restart.push("modules.muc.subdomain");
+            new.subdomain = old.subdomain.clone();
+        }
+        self.options.set(new);
+        restart
     }
 }
 
@@ -103,10 +119,11 @@ fn reply(el: &Element, payload: Option<Element>) -> Element {
 
 impl Muc {
     fn defaults(&self) -> room::Config {
+        let options = self.options.get();
         room::Config {
-            persistent: self.options.persistent_by_default,
-            history_length: self.options.history_length,
-            max_users: self.options.max_occupants,
+            persistent: options.persistent_by_default,
+            history_length: options.history_length,
+            max_users: options.max_occupants,
             ..room::Config::default()
         }
     }
@@ -124,7 +141,7 @@ impl Muc {
                     Element::new("identity", INFO)
                         .with_attr("category", "conference")
                         .with_attr("type", "text")
-                        .with_attr("name", self.options.name.clone()),
+                        .with_attr("name", self.options.get().name.clone()),
                 );
                 for f in [INFO, ITEMS, room::MUC, room::OCCUPANT_ID, "urn:xmpp:ping"] {
                     q.push_child(Element::new("feature", INFO).with_attr("var", f));
@@ -316,7 +333,7 @@ impl Service for Muc {
                     return;
                 }
                 let local = server.config.is_local_host(from.domain().as_str());
-                let may_create = match self.options.room_creation.as_str() {
+                let may_create = match self.options.get().room_creation.as_str() {
                     "admins" => server
                         .config
                         .admins
@@ -337,7 +354,7 @@ impl Service for Muc {
                 let mut r = Room::new(room_jid.clone(), self.defaults());
                 r.affiliations
                     .insert(from.to_bare().to_string(), Affiliation::Owner);
-                r.locked = self.options.lock_new_rooms;
+                r.locked = self.options.get().lock_new_rooms;
                 created = true;
                 let r = Arc::new(Mutex::new(r));
                 // Two creators racing: the first insert wins and the other joins it.

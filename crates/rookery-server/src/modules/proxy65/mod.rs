@@ -26,7 +26,7 @@ const ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub struct Proxy65 {
     /// Service domains this module answers for.
     domains: Vec<String>,
-    options: Proxy65Options,
+    options: Arc<super::Live<Proxy65Options>>,
     hub: Arc<Hub>,
     /// The SOCKS5 listener's address once bound.
     bound: OnceLock<SocketAddr>,
@@ -39,17 +39,17 @@ impl Proxy65 {
                 .iter()
                 .map(|h| format!("{}.{}", options.subdomain, h))
                 .collect(),
-            options,
+            options: Arc::new(super::Live::new(options)),
             hub: Arc::default(),
             bound: OnceLock::new(),
         }
     }
+}
 
-    fn limits(&self) -> Limits {
-        Limits {
-            max_bytes: self.options.max_transfer_bytes,
-            idle: Duration::from_secs(self.options.idle_timeout_seconds.max(1)),
-        }
+fn limits(options: &Proxy65Options) -> Limits {
+    Limits {
+        max_bytes: options.max_transfer_bytes,
+        idle: Duration::from_secs(options.idle_timeout_seconds.max(1)),
     }
 }
 
@@ -61,22 +61,42 @@ impl Module for Proxy65 {
         for d in &self.domains {
             reg.service(d, self.clone());
         }
+        reg.reload(self.clone());
         reg.listener(self);
+    }
+}
+
+#[async_trait]
+impl super::Reload for Proxy65 {
+    async fn reload(&self, config: &rookery_core::config::Config) -> Vec<&'static str> {
+        let mut new = config.modules.proxy65.clone();
+        let old = self.options.get();
+        let mut restart = Vec::new();
+        if new.subdomain != old.subdomain {
+            restart.push("modules.proxy65.subdomain");
+            new.subdomain = old.subdomain.clone();
+        }
+        if new.listen != old.listen {
+            restart.push("modules.proxy65.listen");
+            new.listen = old.listen.clone();
+        }
+        self.options.set(new);
+        restart
     }
 }
 
 #[async_trait]
 impl ModuleListener for Proxy65 {
     async fn bind(&self, server: Arc<Server>) -> anyhow::Result<BoxFuture<'static, ()>> {
-        let a = &self.options.listen;
-        let l = TcpListener::bind(a)
+        let a = self.options.get().listen.clone();
+        let l = TcpListener::bind(&a)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {a} (modules.proxy65.listen): {e}"))?;
         let local = l.local_addr()?;
         let _ = self.bound.set(local);
         tracing::info!(addr = %local, "SOCKS5 proxy listening");
         let hub = self.hub.clone();
-        let limits = self.limits();
+        let options = self.options.clone();
         let shutdown = server.shutdown.clone();
         Ok(async move {
             loop {
@@ -91,7 +111,8 @@ impl ModuleListener for Proxy65 {
                     },
                     _ = shutdown.cancelled() => return,
                 };
-                tokio::spawn(hub.clone().accept(sock, limits));
+                // Limits as configured now: a reload applies to the next transfer.
+                tokio::spawn(hub.clone().accept(sock, limits(&options.get())));
             }
         }
         .boxed())
@@ -113,7 +134,7 @@ impl Proxy65 {
             Element::new("identity", INFO)
                 .with_attr("category", "proxy")
                 .with_attr("type", "bytestreams")
-                .with_attr("name", self.options.name.clone()),
+                .with_attr("name", self.options.get().name.clone()),
         );
         for f in [INFO, ITEMS, NS] {
             q.push_child(Element::new("feature", INFO).with_attr("var", f));
@@ -127,12 +148,13 @@ impl Proxy65 {
             .bound
             .get()
             .ok_or_else(|| StanzaError::not_allowed().with_text("the proxy is not listening"))?;
-        let name = match (&self.options.host, bound.ip()) {
+        let options = self.options.get();
+        let name = match (&options.host, bound.ip()) {
             (Some(h), _) => h.clone(),
             (None, ip) if ip.is_unspecified() => host.to_string(),
             (None, ip) => ip.to_string(),
         };
-        let port = self.options.port.unwrap_or(bound.port());
+        let port = options.port.unwrap_or(bound.port());
         Ok(Element::new("query", NS).with_child(
             Element::new("streamhost", NS)
                 .with_attr("jid", service)
@@ -155,7 +177,7 @@ impl Proxy65 {
         let hash = stream_hash(sid, &from.to_string(), &target.to_string());
         // The hash binds the stream to its requester: anyone else computes another one.
         self.hub
-            .activate(&hash, self.limits(), server.shutdown.clone())
+            .activate(&hash, limits(&self.options.get()), server.shutdown.clone())
             .map_err(|e| match e {
                 ActivateError::Unknown => {
                     StanzaError::item_not_found().with_text("no such stream from you")
@@ -194,7 +216,7 @@ impl Proxy65 {
             })?;
         if get {
             let host = service
-                .strip_prefix(&format!("{}.", self.options.subdomain))
+                .strip_prefix(&format!("{}.", self.options.get().subdomain))
                 .unwrap_or(service);
             self.streamhost(service, host).map(Some)
         } else {

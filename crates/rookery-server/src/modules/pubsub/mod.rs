@@ -186,7 +186,7 @@ fn reply(el: &Element, payload: Option<Element>) -> Element {
 }
 
 pub struct PubSubModule {
-    pub options: PubSubOptions,
+    pub options: super::Live<PubSubOptions>,
     /// Domain → its service.
     services: HashMap<String, Arc<Mutex<PubSub>>>,
     /// In a cluster: the services this node was home to at the last membership change.
@@ -199,23 +199,12 @@ impl PubSubModule {
             .iter()
             .map(|h| {
                 let domain = format!("{}.{}", options.subdomain, h);
-                let policy = Policy {
-                    jid: domain.clone(),
-                    defaults: node::NodeConfig {
-                        max_items: Some(options.default_max_items.clamp(1, options.max_items)),
-                        ..node::NodeConfig::default()
-                    },
-                    max_items: options.max_items,
-                    auto_create: false,
-                    expose_publisher: options.expose_publisher.then_some(true),
-                    max_payload_bytes: options.max_payload_bytes,
-                    max_nodes: 100_000,
-                };
+                let policy = service_policy(&domain, &options);
                 (domain, Arc::new(Mutex::new(PubSub::new(policy))))
             })
             .collect();
         PubSubModule {
-            options,
+            options: super::Live::new(options),
             services,
             home_here: Default::default(),
         }
@@ -225,7 +214,7 @@ impl PubSubModule {
         let bare = from.to_bare();
         let admin = server.config.admins.iter().any(|a| a == bare.as_str());
         let local = server.config.is_local_host(bare.domain().as_str()) && bare.node().is_some();
-        let may_create = match self.options.node_creation.as_str() {
+        let may_create = match self.options.get().node_creation.as_str() {
             "anyone" => true,
             "admins" => admin,
             _ => local || admin,
@@ -247,7 +236,43 @@ impl Module for PubSubModule {
         for d in self.services.keys() {
             reg.service(d, self.clone());
         }
+        reg.reload(self.clone());
         reg.hook(self);
+    }
+}
+
+/// The rules of a pubsub domain's service from the options.
+fn service_policy(domain: &str, options: &PubSubOptions) -> Policy {
+    Policy {
+        jid: domain.to_string(),
+        defaults: node::NodeConfig {
+            max_items: Some(options.default_max_items.clamp(1, options.max_items)),
+            ..node::NodeConfig::default()
+        },
+        max_items: options.max_items,
+        auto_create: false,
+        expose_publisher: options.expose_publisher.then_some(true),
+        max_payload_bytes: options.max_payload_bytes,
+        max_nodes: 100_000,
+    }
+}
+
+#[async_trait]
+impl super::Reload for PubSubModule {
+    async fn reload(&self, config: &rookery_core::config::Config) -> Vec<&'static str> {
+        let mut new = config.modules.pubsub.clone();
+        let mut restart = Vec::new();
+        let old = self.options.get();
+        if new.subdomain != old.subdomain {
+            restart.push("modules.pubsub.subdomain");
+            new.subdomain = old.subdomain.clone();
+        }
+        // New defaults and limits apply to nodes made and items published from now on.
+        for (domain, service) in &self.services {
+            service.lock().await.policy = service_policy(domain, &new);
+        }
+        self.options.set(new);
+        restart
     }
 }
 
@@ -402,7 +427,7 @@ impl PubSubModule {
                     Element::new("identity", INFO)
                         .with_attr("category", "pubsub")
                         .with_attr("type", "service")
-                        .with_attr("name", self.options.name.clone()),
+                        .with_attr("name", self.options.get().name.clone()),
                 );
                 for f in [INFO, ITEMS, NS, "urn:xmpp:ping"] {
                     out.push_child(feature(f));

@@ -70,7 +70,7 @@ impl super::super::UserCache for Pep {
 }
 
 pub struct Pep {
-    options: PubSubOptions,
+    options: super::super::Live<PubSubOptions>,
     services: DashMap<BareJid, Arc<Mutex<PubSub>>>,
     pub caps: caps::Registry,
     /// Resources on other servers whose available presence reached each account: they hear of
@@ -80,10 +80,27 @@ pub struct Pep {
     epoch: super::super::CacheEpoch,
 }
 
+#[async_trait]
+impl super::super::Reload for Pep {
+    async fn reload(&self, config: &rookery_core::config::Config) -> Vec<&'static str> {
+        self.options.set(config.modules.pubsub.clone());
+        // Accounts' services in memory take the new limits too.
+        let services: Vec<(BareJid, Arc<Mutex<PubSub>>)> = self
+            .services
+            .iter()
+            .map(|s| (s.key().clone(), s.value().clone()))
+            .collect();
+        for (owner, service) in services {
+            service.lock().await.policy = self.policy(&owner);
+        }
+        Vec::new()
+    }
+}
+
 impl Pep {
     pub fn new(options: PubSubOptions) -> Pep {
         Pep {
-            options,
+            options: super::super::Live::new(options),
             services: DashMap::new(),
             caps: caps::Registry::default(),
             remote: DashMap::new(),
@@ -96,10 +113,10 @@ impl Pep {
         Policy {
             jid: owner.to_string(),
             defaults: node_defaults(),
-            max_items: self.options.max_items,
+            max_items: self.options.get().max_items,
             auto_create: true,
             expose_publisher: None,
-            max_payload_bytes: self.options.max_payload_bytes,
+            max_payload_bytes: self.options.get().max_payload_bytes,
             max_nodes: 1_000,
         }
     }
@@ -437,6 +454,7 @@ impl Module for Pep {
     fn register(self: Arc<Self>, reg: &mut Registry) {
         reg.delivery_filters.insert(DELIVERY_FILTER, self.clone());
         reg.caches.push(self.clone());
+        reg.reload(self.clone());
         let _ = self.observers.set(vec![
             Arc::new(super::avatar::Avatars) as Arc<dyn PepObserver>,
             Arc::new(super::bookmarks::Bookmarks),

@@ -111,7 +111,7 @@ async fn upload(
             );
         }
     }
-    let days = inner.options.expire_after_days;
+    let days = inner.options.get().expire_after_days;
     let expires = (days > 0).then(|| now + days * 86_400);
     let stored = match inner.store.contents {
         Contents::Files => to_file(&inner, &slot, body, now, expires).await,

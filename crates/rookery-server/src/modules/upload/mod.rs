@@ -35,7 +35,7 @@ pub struct Upload {
 
 /// What the XMPP side and the HTTP side share.
 struct Inner {
-    options: UploadOptions,
+    options: super::Live<UploadOptions>,
     store: Store,
     /// HTTP listeners as they start serving our routes: (address, is HTTPS).
     listeners: watch::Sender<Vec<(SocketAddr, bool)>>,
@@ -54,7 +54,7 @@ impl Upload {
                 .collect(),
             inner: Arc::new(Inner {
                 want_tls: !config.listen.https.is_empty(),
-                options,
+                options: super::Live::new(options),
                 store: Store::new(config.upload_contents(), config.upload_dir()),
                 listeners: watch::channel(Vec::new()).0,
             }),
@@ -71,6 +71,7 @@ impl Module for Upload {
             reg.service(d, self.clone());
         }
         reg.http(self.clone());
+        reg.reload(self.clone());
         reg.hook(self);
     }
 }
@@ -80,6 +81,28 @@ impl HttpRoutes for Upload {
         self.inner.store.attach(server.storage.clone());
         self.inner.listeners.send_modify(|l| l.push((local, tls)));
         http::routes(self.inner.clone())
+    }
+}
+
+#[async_trait]
+impl super::Reload for Upload {
+    async fn reload(&self, config: &Config) -> Vec<&'static str> {
+        let mut new = config.modules.upload.clone();
+        let old = self.inner.options.get();
+        let mut restart = Vec::new();
+        if new.subdomain != old.subdomain {
+            restart.push("modules.upload.subdomain");
+            new.subdomain = old.subdomain.clone();
+        }
+        if config.upload_contents() != self.inner.store.contents
+            || config.upload_dir() != self.inner.store.dir
+        {
+            restart.push("modules.upload.store");
+        }
+        new.store = old.store;
+        new.path = old.path.clone();
+        self.inner.options.set(new);
+        restart
     }
 }
 
@@ -165,15 +188,15 @@ fn type_allowed(allowed: &[String], t: &str) -> bool {
 impl Inner {
     fn limits(&self) -> Limits {
         Limits {
-            quota: self.options.quota_bytes,
-            daily: self.options.daily_quota_bytes,
+            quota: self.options.get().quota_bytes,
+            daily: self.options.get().daily_quota_bytes,
         }
     }
 
     /// Where URLs for users of `host` point: the configured base, else an HTTP(S) listener of
     /// ours (named by `host` when it listens on every address).
     async fn url_base(&self, host: &str) -> Option<String> {
-        if let Some(b) = &self.options.url_base {
+        if let Some(b) = &self.options.get().url_base {
             return Some(b.trim_end_matches('/').to_string());
         }
         let want = self.want_tls;
@@ -222,7 +245,7 @@ impl Inner {
             Some(t) if valid_content_type(t) => t,
             Some(_) => return Err(bad("Invalid content type")),
         };
-        let max = self.options.max_file_size;
+        let max = self.options.get().max_file_size;
         if size > max {
             let mut e = StanzaError::not_acceptable().with_text("File too large");
             e.extra = Some(Box::new(Element::new("file-too-large", NS).with_child(
@@ -230,7 +253,7 @@ impl Inner {
             )));
             return Err(e);
         }
-        if !type_allowed(&self.options.allowed_types, content_type) {
+        if !type_allowed(&self.options.get().allowed_types, content_type) {
             return Err(StanzaError::not_acceptable().with_text("File type not allowed"));
         }
         let Some(base) = self.url_base(host).await else {
@@ -246,7 +269,7 @@ impl Inner {
             content_type: content_type.to_string(),
             size,
             created: now,
-            expires: Some(now + self.options.slot_lifetime_seconds),
+            expires: Some(now + self.options.get().slot_lifetime_seconds),
             stored: false,
             token_hash: token::hash(&bearer),
         };
@@ -294,7 +317,7 @@ impl Upload {
             Element::new("identity", INFO)
                 .with_attr("category", "store")
                 .with_attr("type", "file")
-                .with_attr("name", self.inner.options.name.clone()),
+                .with_attr("name", self.inner.options.get().name.clone()),
         );
         for f in [INFO, ITEMS, NS] {
             q.push_child(Element::new("feature", INFO).with_attr("var", f));
@@ -308,7 +331,7 @@ impl Upload {
                 Field::text(
                     "max-file-size",
                     "",
-                    &self.inner.options.max_file_size.to_string(),
+                    &self.inner.options.get().max_file_size.to_string(),
                 ),
             ],
         );
@@ -376,7 +399,7 @@ impl Service for Upload {
             return;
         };
         let host = domain
-            .strip_prefix(&format!("{}.", self.inner.options.subdomain))
+            .strip_prefix(&format!("{}.", self.inner.options.get().subdomain))
             .unwrap_or(&domain)
             .to_string();
         match self.iq(server, &el, &host).await {
