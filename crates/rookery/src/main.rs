@@ -679,10 +679,18 @@ async fn check(config: Config) -> anyhow::Result<()> {
     } else {
         vec![]
     };
+    let (s2s, s2s_direct) = if c.s2s.enabled {
+        (c.listen.s2s.clone(), c.listen.s2s_direct_tls.clone())
+    } else {
+        (vec![], vec![])
+    };
     for (what, addrs) in [
         ("c2s (STARTTLS)", &c.listen.c2s),
         ("c2s (direct TLS)", &c.listen.c2s_direct_tls),
         ("http", &c.listen.http),
+        ("https", &c.listen.https),
+        ("s2s", &s2s),
+        ("s2s (direct TLS)", &s2s_direct),
         ("SOCKS5 proxy", &proxy65),
     ] {
         for a in addrs {
