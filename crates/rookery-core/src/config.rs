@@ -304,6 +304,19 @@ pub struct LimitsConfig {
     /// it may not authenticate at all for `auth_ban_seconds` (0: never banned).
     pub auth_ban_failures: u32,
     pub auth_ban_seconds: u64,
+    /// Failed authentications for one account name, from any address, within 15 minutes at
+    /// which that name may not authenticate until the oldest of them is 15 minutes old (0:
+    /// never). Names that do not exist are counted alike, so the answer never says which
+    /// accounts exist.
+    pub auth_account_failures: usize,
+    /// Stanzas per second a client may send on average, in bursts of up to one second's worth
+    /// (0: unlimited); beyond it the session waits before taking the next stanza.
+    pub rate_stanzas_per_second: u32,
+    /// Subscription requests one account may send per minute; more are bounced with
+    /// `policy-violation` (0: unlimited).
+    pub subscriptions_per_minute: usize,
+    /// Whether administrators are exempt from the rate limits above.
+    pub admins_exempt: bool,
 }
 
 impl Default for LimitsConfig {
@@ -324,6 +337,10 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 100,
             auth_ban_failures: 10,
             auth_ban_seconds: 600,
+            auth_account_failures: 20,
+            rate_stanzas_per_second: 0,
+            subscriptions_per_minute: 30,
+            admins_exempt: true,
         }
     }
 }
@@ -331,16 +348,48 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrationConfig {
-    /// In-band registration of new accounts (XEP-0077).
+    /// In-band registration of new accounts (XEP-0077) open to anyone.
     pub allow: bool,
+    /// Registration with an invitation token (XEP-0445, made by `rookery invite create`), also
+    /// when `allow` is off: `allow = false` with this on is invite-only registration.
+    pub invites: bool,
     pub min_password_length: usize,
+    /// Accounts one address may register (openly, not by invitation) per hour (0: no limit).
+    pub max_per_ip_per_hour: usize,
+    /// Usernames nobody may register (compared after normalisation, and by look-alikes).
+    pub reserved_usernames: Vec<String>,
+    /// Refuse usernames that look like an existing account's or a reserved one (Unicode
+    /// confusables, UTS #39 skeletons: `раураl` with Cyrillic letters for `paypal`).
+    pub refuse_confusable: bool,
 }
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
         RegistrationConfig {
             allow: false,
+            invites: true,
             min_password_length: 6,
+            max_per_ip_per_hour: 5,
+            reserved_usernames: [
+                "admin",
+                "administrator",
+                "root",
+                "postmaster",
+                "hostmaster",
+                "webmaster",
+                "abuse",
+                "security",
+                "support",
+                "noc",
+                "info",
+                "system",
+                "xmpp",
+                "rookery",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            refuse_confusable: true,
         }
     }
 }
@@ -426,6 +475,9 @@ pub struct MucOptions {
     /// Messages of history kept per room and sent on join (at most).
     pub history_length: usize,
     pub max_occupants: usize,
+    /// Groupchat messages per second one occupant may send on average, in bursts of five
+    /// seconds' worth; faster ones bounce with `resource-constraint` (0: unlimited).
+    pub occupant_messages_per_second: f64,
 }
 
 impl Default for MucOptions {
@@ -438,6 +490,7 @@ impl Default for MucOptions {
             persistent_by_default: false,
             history_length: 20,
             max_occupants: 200,
+            occupant_messages_per_second: 10.0,
         }
     }
 }

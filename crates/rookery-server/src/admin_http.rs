@@ -41,6 +41,7 @@ pub fn routes(server: Arc<Server>) -> Router {
         .route("/api/v1/rooms", get(rooms).post(create_room))
         .route("/api/v1/rooms/{jid}", delete(destroy_room))
         .route("/api/v1/announce", post(announce))
+        .route("/api/v1/invites", post(create_invite))
         .route(
             "/api/v1/motd/{host}",
             get(motd).put(set_motd).delete(delete_motd),
@@ -456,6 +457,31 @@ async fn destroy_room(
         Ok(false) => Err(Failure(StatusCode::NOT_FOUND, format!("no room {jid}"))),
         Err(e) => Err(Failure(StatusCode::CONFLICT, e)),
     }
+}
+
+#[derive(Deserialize)]
+struct NewInvite {
+    host: Option<String>,
+    uses: Option<u32>,
+    days: Option<u64>,
+    username: Option<String>,
+}
+
+async fn create_invite(
+    State(server): State<Arc<Server>>,
+    Admin(_): Admin,
+    Json(i): Json<NewInvite>,
+) -> Reply {
+    let host = i.host.unwrap_or_else(|| server.config.hosts[0].clone());
+    let created = crate::modules::invites::create(
+        &server,
+        &host,
+        i.uses.unwrap_or(1),
+        i.days.unwrap_or(7),
+        i.username.as_deref(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!(created))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,7 @@
 //! The batching archive writer shared by XEP-0313 users and rooms: messages queue here and are
-//! written in one transaction per batch; queries flush first so they see every earlier message.
+//! written in one transaction per batch; queries flush first so they see every earlier message,
+//! and stream management acknowledgements (XEP-0198 `<a/>`) wait for the batch, so what a client
+//! was told is handled survives a crash.
 
 use crate::metrics::AtomicHistogram;
 use rookery_core::storage::{Archived, Storage};
@@ -65,11 +67,13 @@ async fn write_loop(
                 next = rx.try_recv().ok();
             }
         }
-        let started = std::time::Instant::now();
-        if let Err(e) = storage.archive_append(&batch).await {
-            tracing::error!(%e, n = batch.len(), "archive write failed");
+        if !batch.is_empty() {
+            let started = std::time::Instant::now();
+            if let Err(e) = storage.archive_append(&batch).await {
+                tracing::error!(%e, n = batch.len(), "archive write failed");
+            }
+            latency.observe(started.elapsed());
         }
-        latency.observe(started.elapsed());
         for f in flushes {
             let _ = f.send(());
         }

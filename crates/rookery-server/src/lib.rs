@@ -24,6 +24,7 @@ pub mod s2s;
 pub mod scram;
 pub mod session;
 pub mod storage;
+pub mod throttle;
 pub mod tls;
 
 use rookery_core::config::Config;
@@ -36,6 +37,27 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// Sliding-window counters that limits are judged by (`throttle`).
+pub struct Guards {
+    /// Accounts registered openly, per address (an hour).
+    pub registrations: throttle::Window<IpAddr>,
+    /// Failed authentications per account name (15 minutes).
+    pub account_failures: throttle::Window<String>,
+    /// Subscription requests sent, per account (a minute).
+    pub subscriptions: throttle::Window<String>,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        use std::time::Duration;
+        Guards {
+            registrations: throttle::Window::new(Duration::from_secs(3600)),
+            account_failures: throttle::Window::new(Duration::from_secs(900)),
+            subscriptions: throttle::Window::new(Duration::from_secs(60)),
+        }
+    }
+}
 
 /// Shared server state; every connection task holds an `Arc<Server>`.
 pub struct Server {
@@ -66,6 +88,9 @@ pub struct Server {
     pub cluster: Option<Arc<cluster::Cluster>>,
     /// Prometheus metrics (`GET /metrics`).
     pub metrics: metrics::Metrics,
+    /// Abuse counters: registrations per address, failed logins per account, subscription
+    /// requests per sender.
+    pub guards: Guards,
     /// This server, for tasks that outlive a call (outgoing s2s connections).
     this: std::sync::Weak<Server>,
 }
@@ -120,6 +145,7 @@ impl Server {
                 metrics.storage_histogram(metrics::StorageOp::ArchiveBatch),
             ),
             metrics,
+            guards: Guards::default(),
         }))
     }
 
@@ -183,6 +209,11 @@ impl Server {
             );
         }
         Ok(restart)
+    }
+
+    /// Whether `user` is spared the rate limits (an administrator, with `limits.admins_exempt`).
+    pub fn exempt(&self, user: &rookery_core::BareJid) -> bool {
+        self.config.limits.admins_exempt && admin::is_admin(self, user)
     }
 
     pub fn next_id(&self) -> u64 {

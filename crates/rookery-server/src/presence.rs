@@ -47,6 +47,20 @@ pub async fn outbound(server: &Server, origin: &SessionHandle, mut el: Element, 
             router::bounce(server, &el, err);
             return;
         }
+        // A flood of subscription requests is spam (limits.subscriptions_per_minute).
+        let cap = server.config.limits.subscriptions_per_minute;
+        if ptype == "subscribe"
+            && cap > 0
+            && !server.exempt(&origin.bare())
+            && server.guards.subscriptions.hit(origin.bare().to_string()) > cap
+        {
+            tracing::info!(user = %origin.bare(), "subscription request refused: rate limit");
+            el.set_attr("from", origin.jid.to_string());
+            let err = rookery_core::stanza::StanzaError::policy_violation()
+                .with_text("too many subscription requests; try again in a minute");
+            router::bounce(server, &el, err);
+            return;
+        }
         // Subscription stanzas are stamped with the bare JID (RFC 6121 §3.1.2).
         el.set_attr("from", origin.bare().to_string());
         el.set_attr("to", to.to_bare().to_string());

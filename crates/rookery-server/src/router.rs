@@ -485,16 +485,45 @@ pub async fn flush_offline(server: &Server, session: &SessionHandle) {
             return;
         }
     };
-    for xml in stored {
-        match Element::parse(&xml) {
-            Ok(mut el) => {
-                el.set_ns(ns::CLIENT);
-                if session.deliver(el.clone()).is_err() {
-                    // Not lost: back into the queue for the next session.
-                    let _ = server.storage.push_offline(&user, &xml, usize::MAX).await;
-                }
+    let mut stored = stored.into_iter();
+    let parse = |xml: &str| match Element::parse(xml) {
+        Ok(mut el) => {
+            el.set_ns(ns::CLIENT);
+            Some(el)
+        }
+        Err(e) => {
+            tracing::error!(%e, "unreadable offline message dropped");
+            None
+        }
+    };
+    // What fits in the inbox goes now, ahead of anything the session does next.
+    let mut overflow = None;
+    for xml in stored.by_ref() {
+        let Some(el) = parse(&xml) else { continue };
+        match session.deliver(el) {
+            Ok(()) => {}
+            Err(crate::session::DeliveryError::Full) => {
+                overflow = Some(xml);
+                break;
             }
-            Err(e) => tracing::error!(%e, "unreadable offline message dropped"),
+            Err(_) => {
+                // Not lost: back into the queue for the next session.
+                let _ = server.storage.push_offline(&user, &xml, usize::MAX).await;
+            }
         }
     }
+    let Some(first) = overflow else { return };
+    // More than the inbox holds: a task of its own feeds the rest in as the session writes them
+    // out (this runs in the session's task, which must not wait on itself).
+    let server = server.arc();
+    let session = session.clone();
+    let rest: Vec<String> = std::iter::once(first).chain(stored).collect();
+    tokio::spawn(async move {
+        for xml in rest {
+            let Some(el) = parse(&xml) else { continue };
+            if session.deliver_waiting(el).await.is_err() {
+                let _ = server.storage.push_offline(&user, &xml, usize::MAX).await;
+            }
+        }
+    });
 }

@@ -128,6 +128,18 @@ impl SessionHandle {
         }
     }
 
+    /// Queues a stanza, waiting for room in the inbox: for senders other than the session's own
+    /// task (which would wait on itself).
+    pub async fn deliver_waiting(&self, el: Element) -> Result<(), DeliveryError> {
+        match &self.sink {
+            Sink::Local(tx) => tx
+                .send(Outbound::Stanza(el))
+                .await
+                .map_err(|_| DeliveryError::Gone),
+            Sink::Remote(r) => r.deliver(&self.jid, self.id, el),
+        }
+    }
+
     /// Asks the session to end; waits for inbox room since this must not be lost.
     pub async fn close(&self, condition: &'static str, text: Option<String>) {
         match &self.sink {

@@ -271,7 +271,12 @@ async fn connections_from_one_address_are_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_flood_stops_at_the_roster_limit() {
-    let s = TestServer::start_with(|c| c.limits.max_roster_items = 100).await;
+    let s = TestServer::start_with(|c| {
+        c.limits.max_roster_items = 100;
+        // The roster limit is what this test is about, not the rate.
+        c.limits.subscriptions_per_minute = 0;
+    })
+    .await;
     let mut chat = Chat::start(&s).await;
     s.add_user("mallory", "secret-m").await;
     let mut mallory = s.login("mallory", "secret-m").await;
@@ -322,4 +327,36 @@ async fn pending_subscription_requests_are_capped() {
     // The victim signing in is offered the first two.
     let mut v = s.login("victim", "secret-v").await;
     v.expect_silence().await;
+}
+
+/// `limits.rate_stanzas_per_second`: a client beyond it waits for its next stanza to be taken
+/// (here 40 pings at 20 a second: the first 20 at once, the rest over about a second), while an
+/// administrator is exempt.
+#[tokio::test]
+async fn a_client_over_the_stanza_rate_is_slowed_and_admins_are_not() {
+    let s = TestServer::start_with(|c| {
+        c.limits.rate_stanzas_per_second = 20;
+        c.admins = vec!["boss@localhost".into()];
+    })
+    .await;
+    let pings = |who: &str| {
+        (0..40)
+            .map(|i| format!("<iq type='get' id='{who}{i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            .collect::<String>()
+    };
+    async fn answered(c: &mut Client, last: &str) -> Duration {
+        let started = Instant::now();
+        c.recv_until(|e| e.attr("id") == Some(last)).await;
+        started.elapsed()
+    }
+    s.add_user("boss", "secret-b").await;
+    s.add_user("eve", "secret-e").await;
+    let mut boss = s.login("boss", "secret-b").await;
+    let mut eve = s.login("eve", "secret-e").await;
+    eve.send(&pings("e")).await;
+    let slowed = answered(&mut eve, "e39").await;
+    assert!(slowed >= Duration::from_millis(800), "{slowed:?}");
+    boss.send(&pings("b")).await;
+    let exempt = answered(&mut boss, "b39").await;
+    assert!(exempt < Duration::from_millis(800), "{exempt:?}");
 }

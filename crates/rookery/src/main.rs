@@ -61,6 +61,25 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum InviteAction {
+    /// Make an invitation token and print its URI (`xmpp:HOST?register;preauth=TOKEN`).
+    Create {
+        /// The host to register on.
+        #[arg(long, default_value = "localhost")]
+        host: String,
+        /// How many accounts it may register.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Days it stays valid.
+        #[arg(long, default_value_t = 7)]
+        days: u64,
+        /// The only username it may register (reserved until it expires).
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum RoomAction {
     /// Rooms with their names, occupant counts and whether they are persistent and public.
     List,
@@ -137,6 +156,18 @@ enum Command {
     },
     /// Counters of the running server.
     Stats,
+    /// Invitations to register (XEP-0401/0445 tokens).
+    ///
+    /// With `registration.allow = false` (the default) and `registration.invites = true` (the
+    /// default), only people holding an invitation can register an account, with a client that
+    /// supports XEP-0445 (Conversations, Gajim, Dino, Monal...) opening the printed URI.
+    #[command(
+        after_long_help = "EXAMPLES:\n    rookery invite create --host example.org\n    rookery invite create --host example.org --uses 10 --days 30\n    rookery invite create --host example.org --user juliet"
+    )]
+    Invite {
+        #[command(subcommand)]
+        action: InviteAction,
+    },
     /// Multi-user chat rooms of the running server (XEP-0045).
     #[command(
         after_long_help = "EXAMPLES:\n    rookery rooms list\n    rookery rooms create ops@conference.example.org alice@example.org --name Operations\n    rookery rooms destroy ops@conference.example.org --reason 'moved to #infra'"
@@ -344,6 +375,29 @@ fn main() -> anyhow::Result<()> {
                 action: ClusterAction::Status,
             } => {
                 print_result(live(&config, "cluster.status", serde_json::json!([])).await?);
+                Ok(())
+            }
+            Command::Invite {
+                action:
+                    InviteAction::Create {
+                        host,
+                        uses,
+                        days,
+                        user,
+                    },
+            } => {
+                let v = live(
+                    &config,
+                    "invites.create",
+                    serde_json::json!([
+                        host,
+                        uses.to_string(),
+                        days.to_string(),
+                        user.unwrap_or_default()
+                    ]),
+                )
+                .await?;
+                println!("{}", v["uri"].as_str().unwrap_or_default());
                 Ok(())
             }
             Command::Rooms { action } => {

@@ -76,15 +76,7 @@ pub async fn authenticate(
     let mech = auth.attr("mechanism").unwrap_or("").to_string();
     if banned(server, t.peer_ip()) {
         // Whatever the account and password: guessing from here has stopped paying.
-        server.metrics.auth(&mech, false);
-        return send_failure(
-            t,
-            failure(
-                "temporary-auth-failure",
-                Some("Too many failed attempts; try again later"),
-            ),
-        )
-        .await;
+        return locked_out(server, t, &mech).await;
     }
     let offered = mechanisms(server, t);
     if !offered.contains(&mech.as_str()) {
@@ -98,6 +90,14 @@ pub async fn authenticate(
             return send_failure(t, failure("incorrect-encoding", None)).await;
         }
     };
+    // Failures count per account name too, existing or not (limits.auth_account_failures).
+    let account = attempted_user(&mech, &initial).map(|u| format!("{u}@{host}"));
+    let cap = server.config.limits.auth_account_failures;
+    if let Some(a) = account.as_ref().filter(|_| cap > 0) {
+        if server.guards.account_failures.count(a) >= cap {
+            return locked_out(server, t, &mech).await;
+        }
+    }
     let result = match mech.as_str() {
         "PLAIN" => plain(server, host, &initial).await,
         _ => {
@@ -135,11 +135,29 @@ pub async fn authenticate(
         }
         Err((cond, text)) => {
             if cond == "not-authorized" {
+                if let Some(a) = account {
+                    if server.guards.account_failures.hit(a.clone()) == cap {
+                        tracing::warn!(account = %a, "account name locked from authenticating for a while");
+                    }
+                }
                 penalise(server, t.peer_ip()).await;
             }
             send_failure(t, failure(cond, text)).await
         }
     }
+}
+
+/// The answer to an address or account name locked out by repeated failures.
+async fn locked_out(server: &Server, t: &mut dyn Transport, mech: &str) -> Outcome {
+    server.metrics.auth(mech, false);
+    send_failure(
+        t,
+        failure(
+            "temporary-auth-failure",
+            Some("Too many failed attempts; try again later"),
+        ),
+    )
+    .await
 }
 
 async fn send_failure(t: &mut dyn Transport, f: Element) -> Outcome {
@@ -188,6 +206,20 @@ pub(crate) fn banned(server: &Server, ip: std::net::IpAddr) -> bool {
         *n >= limits.auth_ban_failures
             && last.elapsed() < Duration::from_secs(limits.auth_ban_seconds)
     })
+}
+
+/// The account name a first SASL message names (PLAIN's authcid, SCRAM's `n=`), lowercased.
+fn attempted_user(mech: &str, initial: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(initial).ok()?;
+    let name = if mech == "PLAIN" {
+        s.split('\0').nth(1)?.to_string()
+    } else {
+        // After the GS2 header (channel binding flag, authzid): "n=user,r=nonce".
+        let bare = s.splitn(3, ',').nth(2)?;
+        let n = bare.split(',').find_map(|f| f.strip_prefix("n="))?;
+        n.replace("=2C", ",").replace("=3D", "=")
+    };
+    (!name.is_empty()).then(|| name.to_lowercase())
 }
 
 fn decode(text: &str) -> Option<Vec<u8>> {
@@ -295,4 +327,27 @@ async fn scram_exchange(
         Err(scram::ScramError::Malformed) => Err(("malformed-request", None)),
         Err(_) => Err(("not-authorized", None)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attempted_user;
+
+    #[test]
+    fn the_attempted_account_is_read_from_any_mechanism() {
+        assert_eq!(
+            attempted_user("PLAIN", b"\0Alice\0pw").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            attempted_user("SCRAM-SHA-256", b"n,,n=bob,r=abc").as_deref(),
+            Some("bob")
+        );
+        assert_eq!(
+            attempted_user("SCRAM-SHA-1-PLUS", b"p=tls-exporter,,n=a=2Cb,r=x").as_deref(),
+            Some("a,b")
+        );
+        assert_eq!(attempted_user("SCRAM-SHA-1", b"n,,r=x"), None);
+        assert_eq!(attempted_user("PLAIN", b"\0\0pw"), None);
+    }
 }

@@ -88,6 +88,8 @@ struct Conn {
     queue: VecDeque<StreamEvent>,
     /// The stream's `xml:lang`, given to stanzas that carry none (RFC 6120 §4.7.4).
     lang: Option<String>,
+    /// The invitation this stream presented (XEP-0445), by its storage key.
+    invite: Option<String>,
 }
 
 impl Conn {
@@ -187,6 +189,7 @@ async fn run_in_span(server: Arc<Server>, t: Box<dyn Transport>) {
         header_sent: false,
         queue: VecDeque::new(),
         lang: None,
+        invite: None,
     };
     let auth_timeout = Duration::from_secs(server.config.limits.auth_timeout_seconds);
     let negotiated = tokio::select! {
@@ -293,6 +296,31 @@ async fn negotiate(conn: &mut Conn) -> Result<Negotiated, End> {
                     sasl::Outcome::Broken(e) => return Err(e.into()),
                 }
             }
+            if el.is("iq", ns::CLIENT) && el.has_child("preauth", crate::modules::invites::NS_PARS)
+            {
+                let token = el
+                    .get_child("preauth", crate::modules::invites::NS_PARS)
+                    .and_then(|p| p.attr("token"))
+                    .unwrap_or_default();
+                let found = if server.config.registration.invites && conn.t.is_secure() {
+                    crate::modules::invites::check(&server, &conn.host, token).await
+                } else {
+                    None
+                };
+                let reply = match found {
+                    Some((key, _)) => {
+                        conn.invite = Some(key);
+                        stanza::iq_result(&el)
+                    }
+                    None => stanza::error_reply(
+                        &el,
+                        &StanzaError::item_not_found()
+                            .with_text("The provided token is invalid or expired"),
+                    ),
+                };
+                conn.t.send(&[reply]).await.map_err(|_| End::Lost)?;
+                continue;
+            }
             if el.is("iq", ns::CLIENT) && el.has_child("query", crate::modules::register::NS) {
                 if server.config.tls.require_encryption && !conn.t.is_secure() {
                     let reply = stanza::error_reply(
@@ -303,8 +331,14 @@ async fn negotiate(conn: &mut Conn) -> Result<Negotiated, End> {
                     continue;
                 }
                 let host = conn.host.clone();
-                let reply =
-                    crate::modules::register::handle_unauthenticated(&server, &host, &el).await;
+                let reply = crate::modules::register::handle_unauthenticated(
+                    &server,
+                    &host,
+                    &el,
+                    conn.t.peer_ip(),
+                    conn.invite.as_deref(),
+                )
+                .await;
                 conn.t.send(&[reply]).await.map_err(|_| End::Lost)?;
                 continue;
             }
@@ -414,6 +448,9 @@ fn pre_auth_features(server: &Server, t: &dyn Transport) -> Element {
         );
         if let Some(cb) = sasl::channel_binding_feature(t) {
             f.push_child(cb);
+        }
+        if server.config.registration.invites {
+            f.push_child(Element::new("register", crate::modules::invites::FEATURE));
         }
         if server.config.registration.allow {
             f.push_child(Element::new("register", crate::modules::register::FEATURE));
@@ -658,6 +695,12 @@ async fn run_connection(
     let mut inactive = false;
     handle.update(server.sessions.as_ref(), |st| st.inactive = false);
     let mut waiting: Vec<Element> = Vec::new();
+    // limits.rate_stanzas_per_second: a sender beyond it waits before its next stanza is taken.
+    let mut stanza_rate = if server.exempt(&jid.to_bare()) {
+        None
+    } else {
+        crate::rate::ByteRate::new(server.config.limits.rate_stanzas_per_second.into())
+    };
     // When the bytes of what is in `conn.queue` were read: routing latency counts from there.
     let mut arrived = std::time::Instant::now();
     if !held.is_empty() {
@@ -704,6 +747,10 @@ async fn run_connection(
                     continue;
                 }
                 StreamEvent::Stanza(el) => {
+                    if let Some(r) = stanza_rate.as_mut() {
+                        r.charge(1);
+                        r.pay().await;
+                    }
                     sm.received(&el);
                     if let Some(e) = handle_client_stanza(
                         &server,
@@ -841,7 +888,13 @@ async fn stream_management(
             }
             enabled
         }
-        "r" if sm.enabled => sm.ack_element(),
+        "r" if sm.enabled => {
+            // What <a/> acknowledges must survive a crash: messages are in the offline store
+            // already (written before the next stanza is read); archive writes are batched, so
+            // wait for the batch holding this session's.
+            server.archive.flush(&server.storage).await;
+            sm.ack_element()
+        }
         "a" if sm.enabled => {
             let ok = el
                 .attr("h")

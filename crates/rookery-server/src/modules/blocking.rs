@@ -35,6 +35,7 @@ impl Module for Blocking {
         reg.iq(NS, "block", On::Account, self.clone());
         reg.iq(NS, "unblock", On::Account, self.clone());
         reg.server_feature(NS);
+        reg.server_feature(super::reporting::NS);
         reg.account_feature(NS);
         reg.stanza_hook(self.clone());
         reg.hook(self);
@@ -161,6 +162,14 @@ impl IqHandler for Blocking {
                 }
                 let list = self.store.block(server, &user, &new).await?;
                 crate::router::deliver_to_full(server, crate::router::result_for(&req.stanza));
+                // XEP-0377: reports ride on the block items.
+                for item in payload.children().filter(|c| c.is("item", NS)) {
+                    let report = item.get_child("report", super::reporting::NS);
+                    let jid = item.attr("jid").and_then(|j| Jid::new(j).ok());
+                    if let (Some(report), Some(jid)) = (report, jid) {
+                        super::reporting::forward(server, &user, &jid, report).await;
+                    }
+                }
                 push(server, &user, payload);
                 super::privacy::push(server, &user, &list);
                 // Blocked contacts stop seeing us (§3.3).

@@ -1,4 +1,6 @@
-//! XEP-0077 In-Band Registration: new accounts (when allowed), password change, account removal.
+//! XEP-0077 In-Band Registration: new accounts (open, or by invitation: XEP-0445, `invites`),
+//! throttled per address, refusing reserved and look-alike usernames; password change; account
+//! removal.
 
 use super::{IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry};
 use crate::accounts::{self, AccountError};
@@ -39,10 +41,19 @@ fn account_error(e: AccountError) -> StanzaError {
     }
 }
 
-/// The registration form or a new account, on a stream that has not authenticated.
-pub async fn handle_unauthenticated(server: &Server, host: &str, iq: &Element) -> Element {
+/// The registration form or a new account, on a stream that has not authenticated; `invite` is
+/// the storage key of an invitation the stream presented (XEP-0445).
+pub async fn handle_unauthenticated(
+    server: &Server,
+    host: &str,
+    iq: &Element,
+    peer: std::net::IpAddr,
+    invite: Option<&str>,
+) -> Element {
     let result = async {
-        if !server.config.registration.allow {
+        let rules = &server.config.registration;
+        let invited = invite.is_some() && rules.invites;
+        if !rules.allow && !invited {
             return Err(StanzaError::not_allowed().with_text("registration is disabled"));
         }
         let q = iq
@@ -66,10 +77,36 @@ pub async fn handle_unauthenticated(server: &Server, host: &str, iq: &Element) -
                 };
                 let jid = accounts::parse_user(&server.config, &format!("{user}@{host}"))
                     .map_err(account_error)?;
+                let node = jid.node().map(|n| n.to_string()).unwrap_or_default();
+                let cap = rules.max_per_ip_per_hour;
+                if !invited && cap > 0 && server.guards.registrations.count(&peer) >= cap {
+                    tracing::info!(%peer, "registration refused: too many from this address");
+                    return Err(StanzaError::policy_violation()
+                        .with_text("too many registrations from your address; try again later"));
+                }
+                let invitation = match invite.filter(|_| invited) {
+                    Some(k) => super::invites::check_key(server, host, k).await,
+                    None => None,
+                };
+                if let Some(named) = invitation.as_ref().and_then(|i| i.username.as_deref()) {
+                    if named != node {
+                        return Err(StanzaError::not_allowed()
+                            .with_text("this invitation is for another username"));
+                    }
+                } else if !username_free(server, host, &node).await {
+                    // Reserved, or too like another: answered as if taken.
+                    return Err(StanzaError::conflict().with_text("that username is not available"));
+                }
                 accounts::create(server, &jid, &pass)
                     .await
                     .map_err(account_error)?;
-                tracing::info!(%jid, "account registered in-band");
+                match invite.filter(|_| invitation.is_some()) {
+                    Some(k) => super::invites::consume(server, host, k).await,
+                    None => {
+                        server.guards.registrations.hit(peer);
+                    }
+                }
+                tracing::info!(%jid, invited = invitation.is_some(), "account registered in-band");
                 Ok(None)
             }
             _ => Err(StanzaError::bad_request()),
@@ -85,6 +122,38 @@ pub async fn handle_unauthenticated(server: &Server, host: &str, iq: &Element) -
             r
         }
         Err(e) => stanza::error_reply(iq, &e),
+    }
+}
+
+/// Whether `node` may be registered on `host`: not reserved (by configuration or by an
+/// invitation naming it), and, with `registration.refuse_confusable`, not looking like a reserved
+/// name or an existing account (same UTS #39 skeleton).
+async fn username_free(server: &Server, host: &str, node: &str) -> bool {
+    let rules = &server.config.registration;
+    let mut taken: Vec<String> = rules
+        .reserved_usernames
+        .iter()
+        .map(|r| r.to_lowercase())
+        .collect();
+    taken.extend(super::invites::reserved(server, host).await);
+    if taken.iter().any(|t| t == node) {
+        return false;
+    }
+    if !rules.refuse_confusable {
+        return true;
+    }
+    let skeleton = |s: &str| -> String { unicode_security::skeleton(s).collect() };
+    let mine = skeleton(node);
+    if taken.iter().any(|t| skeleton(t) == mine) {
+        return false;
+    }
+    // Every account of the host: registration is rare and throttled, the list is one query.
+    match server.storage.list_accounts(host).await {
+        Ok(all) => !all.iter().any(|jid| {
+            let other = jid.split('@').next().unwrap_or_default();
+            other != node && skeleton(other) == mine
+        }),
+        Err(_) => false,
     }
 }
 

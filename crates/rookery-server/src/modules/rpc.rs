@@ -172,6 +172,7 @@ pub const METHODS: &[(&str, &str)] = &[
     ("motd.set", "host, subject, body"),
     ("motd.delete", "host"),
     ("stats.get", ""),
+    ("invites.create", "host, [uses], [days], [username]"),
     ("rooms.list", ""),
     ("rooms.create", "room JID, owner JID, [name]"),
     ("rooms.destroy", "room JID, [reason]"),
@@ -308,6 +309,31 @@ pub async fn call(server: &Server, method: &str, params: &[Value]) -> Result<Val
                 ),
                 ("online_users".into(), Value::Int(s.online_users as i64)),
                 ("uptime_seconds".into(), Value::Int(s.uptime_seconds as i64)),
+            ])
+        }
+        "invites.create" => {
+            let num = |i: usize, default: u64| -> Result<u64, Fault> {
+                match opt(i).filter(|s| !s.is_empty()) {
+                    None => Ok(default),
+                    Some(s) => s
+                        .parse()
+                        .map_err(|_| Fault(BAD_PARAMS, format!("{method}: {s} is not a number"))),
+                }
+            };
+            let c = super::invites::create(
+                server,
+                arg(0, "host")?,
+                num(1, 1)? as u32,
+                num(2, 7)?,
+                opt(3),
+            )
+            .await
+            .map_err(failed)?;
+            Value::Struct(vec![
+                ("token".into(), Value::Str(c.token)),
+                ("uri".into(), Value::Str(c.uri)),
+                ("uses".into(), Value::Int(c.uses as i64)),
+                ("expires".into(), Value::Int(c.expires as i64)),
             ])
         }
         "rooms.list" | "rooms.create" | "rooms.destroy" => {

@@ -371,6 +371,7 @@ impl Service for Muc {
         };
         let room_lock = room.clone();
         let mut room = room.lock().await;
+        room.message_rate = self.options.get().occupant_messages_per_second;
         // XEP-0313 for rooms: occupants and members may read the archive.
         if el.name() == "iq" && nick.is_none() {
             if let Some(q) = el.get_child("query", "urn:xmpp:mam:2") {

@@ -145,6 +145,29 @@ struct Occupant {
     /// When this occupant's presence last went to the room, and whether a newer one waits.
     last_broadcast: Option<std::time::Instant>,
     deferred: bool,
+    /// Groupchat message tokens left, and when they were last refilled.
+    tokens: f64,
+    refilled: Option<std::time::Instant>,
+}
+
+impl Occupant {
+    /// Takes one message token at `rate` per second (bursts of five seconds' worth).
+    fn may_send(&mut self, rate: f64) -> bool {
+        let now = std::time::Instant::now();
+        let burst = (rate * 5.0).max(1.0);
+        let tokens = match self.refilled {
+            Some(t) => (self.tokens + now.duration_since(t).as_secs_f64() * rate).min(burst),
+            None => burst,
+        };
+        self.refilled = Some(now);
+        if tokens >= 1.0 {
+            self.tokens = tokens - 1.0;
+            true
+        } else {
+            self.tokens = tokens;
+            false
+        }
+    }
 }
 
 impl Room {
@@ -211,6 +234,8 @@ pub struct Room {
     /// `presence_interval`.
     pub presence_waiting: bool,
     pub presence_interval: std::time::Duration,
+    /// `modules.muc.occupant_messages_per_second` (0: unlimited), set by the service.
+    pub message_rate: f64,
     /// A flush is already scheduled.
     pub flush_scheduled: bool,
 }
@@ -256,6 +281,7 @@ impl Room {
             to_archive: None,
             presence_waiting: false,
             presence_interval: PRESENCE_INTERVAL,
+            message_rate: 0.0,
             flush_scheduled: false,
         }
     }
@@ -579,6 +605,8 @@ impl Room {
                     sessions: vec![(from.clone(), el.clone())],
                     id,
                     last_broadcast: None,
+                    tokens: 0.0,
+                    refilled: None,
                     deferred: false,
                 });
                 self.occupants.len() - 1
@@ -866,6 +894,14 @@ impl Room {
             out.push(err(
                 el,
                 StanzaError::forbidden().with_text("You have no voice"),
+            ));
+            return out;
+        }
+        let rate = self.message_rate;
+        if rate > 0.0 && !self.occupants[si].may_send(rate) {
+            out.push(err(
+                el,
+                StanzaError::resource_constraint().with_text("You are sending messages too fast"),
             ));
             return out;
         }
@@ -2216,6 +2252,29 @@ mod tests {
         assert!(r.presence(&full("y@h/b"), "Y", &join("Y"), false)[0]
             .to_xml()
             .contains("registration-required"));
+    }
+
+    #[test]
+    fn an_occupant_sending_too_fast_is_refused_after_a_burst() {
+        let mut r = new_room();
+        r.message_rate = 1.0;
+        r.presence(&full("owner@h/a"), "Own", &join("Own"), true);
+        let m = Element::parse(
+            "<message xmlns='jabber:client' type='groupchat' to='r@muc'><body>hi</body></message>",
+        )
+        .unwrap();
+        // Five seconds' worth pass at once; the sixth waits for a token.
+        for i in 0..5 {
+            let out = r.message(&full("owner@h/a"), None, &m, &format!("s{i}"));
+            assert_eq!(out[0].attr("type"), Some("groupchat"), "{}", out[0]);
+        }
+        let out = r.message(&full("owner@h/a"), None, &m, "s5");
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].to_xml().contains("resource-constraint"),
+            "{}",
+            out[0]
+        );
     }
 
     #[test]
