@@ -90,19 +90,29 @@ async fn serve(server: &Arc<Server>, conn: TcpStream) -> Result<(), String> {
     // Before the handshake, the small pre-authentication stanza limit applies (as for c2s).
     let mut s = Stream::with_ns(Box::new(conn), crate::c2s::limits(server, false), NS);
     let id = format!("{:x}", rand::random::<u128>());
-    let domain = match s.next().await? {
-        StreamEvent::Header(h) => h.attr("to").unwrap_or_default().to_string(),
-        _ => return Err("no stream header".into()),
-    };
     let io = |e: std::io::Error| e.to_string();
+    let domain = match s.next().await {
+        Ok(StreamEvent::Header(h)) => h.attr("to").unwrap_or_default().to_string(),
+        // RFC 6120 §4.9.1.2: an error before the peer's header still gets ours first.
+        Err(condition) => {
+            let _ = s.send_raw(&header("", &id)).await;
+            s.error(&condition, None).await;
+            return Err(condition);
+        }
+        Ok(_) => return Err("no stream header".into()),
+    };
     s.send_raw(&header(&domain, &id)).await.map_err(io)?;
     let Some(cfg) = server.config.components.iter().find(|c| c.domain == domain) else {
         s.error("host-unknown", None).await;
         return Err(format!("unknown component domain {domain:?}"));
     };
-    let proof = match s.next().await? {
-        StreamEvent::Stanza(el) if el.is("handshake", NS) => el.text(),
-        _ => {
+    let proof = match s.next().await {
+        Ok(StreamEvent::Stanza(el)) if el.is("handshake", NS) => el.text(),
+        Err(condition) => {
+            s.error(&condition, None).await;
+            return Err(condition);
+        }
+        Ok(_) => {
             s.error("not-authorized", None).await;
             return Err("no handshake".into());
         }

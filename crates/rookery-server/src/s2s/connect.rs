@@ -30,6 +30,9 @@ pub struct Stream {
     /// The certificate chain the peer showed in the TLS handshake (empty without one).
     pub peer_certs: Vec<CertificateDer<'static>>,
     rate: Option<crate::rate::ByteRate>,
+    /// A parse error met after events still queued: reported once they are taken (a header
+    /// read together with an attack gets its answer, then the stream error).
+    failed: Option<String>,
 }
 
 impl Stream {
@@ -43,6 +46,7 @@ impl Stream {
             io: Some(io),
             parser: StreamParser::new(limits.clone()),
             queue: VecDeque::new(),
+            failed: None,
             buf: vec![0u8; 16 * 1024],
             out: String::with_capacity(1024),
             secure: false,
@@ -69,6 +73,9 @@ impl Stream {
             if let Some(ev) = self.queue.pop_front() {
                 return Ok(ev);
             }
+            if let Some(e) = self.failed.take() {
+                return Err(e);
+            }
             // Cancel-safe (callers select! on it): nothing is taken out of `self` across the await.
             if let Some(rate) = &mut self.rate {
                 rate.pay().await;
@@ -88,10 +95,11 @@ impl Stream {
                 rate.charge(n);
             }
             let mut out = Vec::new();
-            self.parser
-                .feed(&self.buf[..n], &mut out)
-                .map_err(|e| e.condition().to_string())?;
+            let fed = self.parser.feed(&self.buf[..n], &mut out);
             self.queue.extend(out);
+            if let Err(e) = fed {
+                self.failed = Some(e.condition().to_string());
+            }
         }
     }
 

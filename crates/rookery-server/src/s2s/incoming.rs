@@ -208,9 +208,16 @@ impl<'a> Incoming<'a> {
     /// Reads the peer's header and answers with ours and the features.
     async fn open(&mut self, s: &mut Stream) -> Result<(), String> {
         let server = self.server;
-        let header = match s.next().await? {
-            StreamEvent::Header(h) => h,
-            _ => return Err("no stream header".into()),
+        let header = match s.next().await {
+            Ok(StreamEvent::Header(h)) => h,
+            // RFC 6120 §4.9.1.2: an error before the peer's header still gets ours first.
+            Err(condition) => {
+                let host = self.server.config.hosts[0].clone();
+                let _ = s.header(&host, "", Some(&self.id)).await;
+                s.error(&condition, None).await;
+                return Err(condition);
+            }
+            Ok(_) => return Err("no stream header".into()),
         };
         self.to = header.attr("to").unwrap_or_default().to_string();
         self.from = header.attr("from").unwrap_or_default().to_string();
