@@ -315,6 +315,10 @@ pub struct LimitsConfig {
     /// Subscription requests one account may send per minute; more are bounced with
     /// `policy-violation` (0: unlimited).
     pub subscriptions_per_minute: usize,
+    /// Days after its creation during which an account gets no messages and no subscription
+    /// requests from JIDs outside its roster (they are dropped): spam reaches new accounts first
+    /// (0: off). Accounts made before this setting existed count as old.
+    pub stranger_days: u64,
     /// Whether administrators are exempt from the rate limits above.
     pub admins_exempt: bool,
 }
@@ -340,6 +344,7 @@ impl Default for LimitsConfig {
             auth_account_failures: 20,
             rate_stanzas_per_second: 0,
             subscriptions_per_minute: 30,
+            stranger_days: 0,
             admins_exempt: true,
         }
     }

@@ -41,6 +41,17 @@ pub async fn create(server: &Server, user: &BareJid, password: &str) -> Result<(
     }
     let creds = scram::derive_credentials(password);
     if server.storage.create_account(user, &creds).await? {
+        // How old an account is decides stranger filtering (`modules::strangers`).
+        let now = chrono::Utc::now().timestamp().to_string();
+        server
+            .storage
+            .kv_set(
+                user,
+                crate::modules::strangers::STORE,
+                "created",
+                Some(&now),
+            )
+            .await?;
         Ok(())
     } else {
         Err(AccountError::Exists)

@@ -360,3 +360,59 @@ async fn a_client_over_the_stanza_rate_is_slowed_and_admins_are_not() {
     let exempt = answered(&mut boss, "b39").await;
     assert!(exempt < Duration::from_millis(800), "{exempt:?}");
 }
+
+/// `limits.stranger_days`: a new account gets no messages or subscription requests from
+/// strangers; its contacts and the server's administrators still reach it.
+#[tokio::test]
+async fn strangers_do_not_reach_a_new_account() {
+    let s = TestServer::start_with(|c| {
+        c.limits.stranger_days = 7;
+        c.admins = vec!["boss@localhost".into()];
+    })
+    .await;
+    for u in ["newbie", "friend", "spammer", "boss"] {
+        s.add_user(u, "secret-x").await;
+    }
+    let newbie = rookery_core::BareJid::new("newbie@localhost").unwrap();
+    let item = rookery_core::storage::RosterItem {
+        jid: "friend@localhost".into(),
+        subscription: rookery_core::storage::Subscription::Both,
+        ..Default::default()
+    };
+    s.server
+        .storage
+        .put_roster_item(&newbie, &item)
+        .await
+        .unwrap();
+    let mut n = s.login("newbie", "secret-x").await;
+    let mut spammer = s.login("spammer", "secret-x").await;
+    let mut friend = s.login("friend", "secret-x").await;
+    let mut boss = s.login("boss", "secret-x").await;
+    spammer
+        .send("<message to='newbie@localhost' type='chat'><body>cheap watches</body></message>")
+        .await;
+    spammer
+        .send("<presence to='newbie@localhost' type='subscribe'/>")
+        .await;
+    spammer.drain().await;
+    friend
+        .send("<message to='newbie@localhost' type='chat'><body>hi from a friend</body></message>")
+        .await;
+    boss.send("<message to='newbie@localhost' type='chat'><body>welcome</body></message>")
+        .await;
+    friend.drain().await;
+    boss.drain().await;
+    let got: Vec<String> = n
+        .drain()
+        .await
+        .iter()
+        .filter(|e| e.name() != "presence" || e.attr("type") == Some("subscribe"))
+        .map(|e| e.to_xml())
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.iter().any(|x| x.contains("hi from a friend")),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|x| x.contains("welcome")), "{got:?}");
+}

@@ -28,6 +28,7 @@ pub mod register;
 pub mod reporting;
 pub mod roster;
 pub mod rpc;
+pub mod strangers;
 pub mod time;
 pub mod upload;
 pub mod vcard;
@@ -522,5 +523,6 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         )),
         Arc::new(pubsub::pep::Pep::new(config.modules.pubsub.clone())),
         Arc::new(push::Push::new(config.modules.push.clone())),
+        Arc::new(strangers::Strangers::default()),
     ]
 }
