@@ -84,6 +84,8 @@ export class RookeryServer {
         `web_root = ${JSON.stringify(WEB_DIST)}`,
         '[registration]',
         `allow = ${this.registration}`,
+        // Tests register several accounts from one address.
+        'max_per_ip_per_hour = 0',
         // The SOCKS5 proxy on a port of its own choosing (tests run servers side by side).
         '[modules.proxy65]',
         'listen = "127.0.0.1:0"',
