@@ -312,6 +312,12 @@ pub struct LimitsConfig {
     /// Stanzas per second a client may send on average, in bursts of up to one second's worth
     /// (0: unlimited); beyond it the session waits before taking the next stanza.
     pub rate_stanzas_per_second: u32,
+    /// Bytes per second all client connections from one address may send together (0:
+    /// unlimited); TCP and direct TLS connections, as `max_connections_per_ip` counts them.
+    pub rate_bytes_per_second_per_ip: u64,
+    /// Stanzas per second all client connections from one address may send together (0:
+    /// unlimited).
+    pub rate_stanzas_per_second_per_ip: u32,
     /// Subscription requests one account may send per minute; more are bounced with
     /// `policy-violation` (0: unlimited).
     pub subscriptions_per_minute: usize,
@@ -344,6 +350,8 @@ impl Default for LimitsConfig {
             auth_account_failures: 20,
             rate_stanzas_per_second: 0,
             subscriptions_per_minute: 30,
+            rate_bytes_per_second_per_ip: 0,
+            rate_stanzas_per_second_per_ip: 0,
             stranger_days: 0,
             admins_exempt: true,
         }
@@ -483,6 +491,9 @@ pub struct MucOptions {
     /// Groupchat messages per second one occupant may send on average, in bursts of five
     /// seconds' worth; faster ones bounce with `resource-constraint` (0: unlimited).
     pub occupant_messages_per_second: f64,
+    /// Rooms one account may own at once; creating more is refused (0: no limit; admins are
+    /// exempt).
+    pub max_rooms_per_user: usize,
 }
 
 impl Default for MucOptions {
@@ -496,6 +507,7 @@ impl Default for MucOptions {
             history_length: 20,
             max_occupants: 200,
             occupant_messages_per_second: 10.0,
+            max_rooms_per_user: 100,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Read-rate limits per connection: a token bucket in bytes holding one second's worth, paid
-//! for by waiting before the next read (so a fast sender is slowed, never cut off).
+//! Read-rate limits: a token bucket (bytes or stanzas) holding one second's worth, paid for by
+//! waiting before the next read (so a fast sender is slowed, never cut off); per connection
+//! (`ByteRate`) or shared by every connection from one address (`SharedRate`).
 
 use std::time::{Duration, Instant};
 
@@ -32,12 +33,34 @@ impl ByteRate {
         }
     }
 
+    /// The wait owed now, cleared (for a bucket shared by connections that each wait their own).
+    fn take_debt(&mut self) -> Duration {
+        std::mem::take(&mut self.debt)
+    }
+
     /// Waits off the debt. Cancel-safe: the debt is only cleared once the wait is over.
     pub async fn pay(&mut self) {
         if !self.debt.is_zero() {
             tokio::time::sleep(self.debt).await;
             self.debt = Duration::ZERO;
         }
+    }
+}
+
+/// A bucket every connection from one address draws from: each charge returns the wait that
+/// connection owes before reading again.
+pub struct SharedRate(std::sync::Mutex<ByteRate>);
+
+impl SharedRate {
+    /// None for an unlimited rate (0).
+    pub fn new(per_second: u64) -> Option<std::sync::Arc<SharedRate>> {
+        ByteRate::new(per_second).map(|r| std::sync::Arc::new(SharedRate(std::sync::Mutex::new(r))))
+    }
+
+    pub fn charge(&self, n: usize) -> Duration {
+        let mut r = self.0.lock().expect("rate lock");
+        r.charge(n);
+        r.take_debt()
     }
 }
 
@@ -54,5 +77,16 @@ mod tests {
         let owed = r.debt.as_secs_f64();
         assert!((0.45..=0.5).contains(&owed), "{owed}");
         assert!(ByteRate::new(0).is_none());
+    }
+
+    #[test]
+    fn connections_sharing_a_bucket_each_owe_their_part() {
+        let shared = SharedRate::new(1000).unwrap();
+        assert!(shared.charge(1000).is_zero());
+        let first = shared.charge(500).as_secs_f64();
+        let second = shared.charge(500).as_secs_f64();
+        assert!((0.45..=0.5).contains(&first), "{first}");
+        assert!((0.95..=1.0).contains(&second), "{second}");
+        assert!(SharedRate::new(0).is_none());
     }
 }

@@ -416,3 +416,57 @@ async fn strangers_do_not_reach_a_new_account() {
     );
     assert!(got.iter().any(|x| x.contains("welcome")), "{got:?}");
 }
+
+/// `modules.muc.max_rooms_per_user`: an account creating rooms stops at the limit; joining
+/// existing rooms is unaffected.
+#[tokio::test]
+async fn room_creation_stops_at_the_per_user_limit() {
+    let s = TestServer::start_with(|c| c.modules.muc.max_rooms_per_user = 2).await;
+    s.add_user("maker", "secret-m").await;
+    let mut m = s.login("maker", "secret-m").await;
+    for i in 0..3 {
+        m.send(&format!(
+            "<presence to='r{i}@conference.localhost/m'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ))
+        .await;
+        let reply = m
+            .recv_until(|e| {
+                e.name() == "presence"
+                    && e.attr("from") == Some(&format!("r{i}@conference.localhost/m"))
+            })
+            .await;
+        if i < 2 {
+            assert_eq!(reply.attr("type"), None, "{reply}");
+        } else {
+            assert_eq!(reply.attr("type"), Some("error"), "{reply}");
+            assert_eq!(
+                error_condition(&reply).as_deref(),
+                Some("resource-constraint")
+            );
+        }
+    }
+}
+
+/// `limits.rate_stanzas_per_second_per_ip`: connections from one address share one bucket, so
+/// two clients together are held to the address's rate (60 pings at 20 a second: the first 20 at
+/// once, the rest over about two seconds).
+#[tokio::test]
+async fn clients_from_one_address_share_its_stanza_rate() {
+    let s = TestServer::start_with(|c| c.limits.rate_stanzas_per_second_per_ip = 20).await;
+    s.add_user("a", "secret-a").await;
+    s.add_user("b", "secret-b").await;
+    let mut a = s.login("a", "secret-a").await;
+    let mut b = s.login("b", "secret-b").await;
+    let pings = |who: &str| {
+        (0..30)
+            .map(|i| format!("<iq type='get' id='{who}{i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            .collect::<String>()
+    };
+    let started = Instant::now();
+    a.send(&pings("a")).await;
+    b.send(&pings("b")).await;
+    a.recv_until(|e| e.attr("id") == Some("a29")).await;
+    b.recv_until(|e| e.attr("id") == Some("b29")).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1600), "{took:?}");
+}

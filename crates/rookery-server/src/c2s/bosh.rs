@@ -193,7 +193,7 @@ fn bad(status: u16, condition: &str) -> Reply {
 pub(crate) const MAX_RID: u64 = (1 << 53) - 1;
 
 /// Parses a request body: a `<body/>` in the BOSH namespace with a numeric `rid`.
-pub(crate) fn parse_request(data: &[u8], limits: &Limits) -> Result<(Element, u64), Reply> {
+pub fn parse_request(data: &[u8], limits: &Limits) -> Result<(Element, u64), Reply> {
     let el = parse_document(data, limits).map_err(|_| bad(400, "bad-request"))?;
     if !el.is("body", NS) {
         return Err(bad(400, "bad-request"));

@@ -67,6 +67,9 @@ pub struct TcpTransport {
     peer: IpAddr,
     /// `limits.rate_bytes_per_second`.
     rate: Option<crate::rate::ByteRate>,
+    /// `limits.rate_bytes_per_second_per_ip`, and what this connection owes of it.
+    ip_rate: Option<Arc<crate::rate::SharedRate>>,
+    ip_debt: Duration,
 }
 
 impl TcpTransport {
@@ -82,6 +85,8 @@ impl TcpTransport {
             bindings: ChannelBindings::default(),
             peer,
             rate: crate::rate::ByteRate::new(server.config.limits.rate_bytes_per_second),
+            ip_rate: server.c2s_per_ip.shared_rates(peer).0,
+            ip_debt: Duration::ZERO,
             server,
         }
     }
@@ -115,6 +120,10 @@ impl Transport for TcpTransport {
                 // Waiting before reading keeps this cancel-safe: nothing parsed is held.
                 rate.pay().await;
             }
+            if !self.ip_debt.is_zero() {
+                tokio::time::sleep(self.ip_debt).await;
+                self.ip_debt = Duration::ZERO;
+            }
             let io = self
                 .io
                 .as_mut()
@@ -128,6 +137,9 @@ impl Transport for TcpTransport {
                 .map_err(ReadError::Xml)?;
             if let Some(rate) = &mut self.rate {
                 rate.charge(n);
+            }
+            if let Some(shared) = &self.ip_rate {
+                self.ip_debt += shared.charge(n);
             }
             if !out.is_empty() {
                 return Ok(());
@@ -238,10 +250,17 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
     }
 }
 
-/// Open connections per client address.
+/// Open connections per client address, with the rate buckets they share.
 #[derive(Default)]
 pub struct PerIp {
-    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, Address>>,
+}
+
+/// One address's connections and shared buckets (`limits.rate_*_per_ip`).
+struct Address {
+    connections: usize,
+    bytes: Option<Arc<crate::rate::SharedRate>>,
+    stanzas: Option<Arc<crate::rate::SharedRate>>,
 }
 
 /// One connection counted in [`PerIp`]; dropping it frees the place.
@@ -255,11 +274,16 @@ impl PerIp {
     pub fn acquire(&self, server: &Arc<Server>, ip: IpAddr) -> Option<IpSlot> {
         let max = server.config.limits.max_connections_per_ip;
         let mut open = self.open.lock().unwrap();
-        let n = open.entry(ip).or_insert(0);
-        if max != 0 && *n >= max {
+        let limits = &server.config.limits;
+        let a = open.entry(ip).or_insert_with(|| Address {
+            connections: 0,
+            bytes: crate::rate::SharedRate::new(limits.rate_bytes_per_second_per_ip),
+            stanzas: crate::rate::SharedRate::new(limits.rate_stanzas_per_second_per_ip.into()),
+        });
+        if max != 0 && a.connections >= max {
             return None;
         }
-        *n += 1;
+        a.connections += 1;
         Some(IpSlot {
             server: server.clone(),
             ip,
@@ -268,16 +292,36 @@ impl PerIp {
 
     /// Connections open from `ip`.
     pub fn count(&self, ip: IpAddr) -> usize {
-        self.open.lock().unwrap().get(&ip).copied().unwrap_or(0)
+        self.open
+            .lock()
+            .unwrap()
+            .get(&ip)
+            .map(|a| a.connections)
+            .unwrap_or(0)
+    }
+
+    /// The byte and stanza buckets the connections from `ip` share (none when unlimited, or for
+    /// connections not counted here: WebSocket and BOSH).
+    pub fn shared_rates(
+        &self,
+        ip: IpAddr,
+    ) -> (
+        Option<Arc<crate::rate::SharedRate>>,
+        Option<Arc<crate::rate::SharedRate>>,
+    ) {
+        match self.open.lock().unwrap().get(&ip) {
+            Some(a) => (a.bytes.clone(), a.stanzas.clone()),
+            None => (None, None),
+        }
     }
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
         let mut open = self.server.c2s_per_ip.open.lock().unwrap();
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(a) = open.get_mut(&self.ip) {
+            a.connections -= 1;
+            if a.connections == 0 {
                 open.remove(&self.ip);
             }
         }

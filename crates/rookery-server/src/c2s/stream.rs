@@ -696,10 +696,17 @@ async fn run_connection(
     handle.update(server.sessions.as_ref(), |st| st.inactive = false);
     let mut waiting: Vec<Element> = Vec::new();
     // limits.rate_stanzas_per_second: a sender beyond it waits before its next stanza is taken.
-    let mut stanza_rate = if server.exempt(&jid.to_bare()) {
+    let exempt = server.exempt(&jid.to_bare());
+    let mut stanza_rate = if exempt {
         None
     } else {
         crate::rate::ByteRate::new(server.config.limits.rate_stanzas_per_second.into())
+    };
+    // limits.rate_stanzas_per_second_per_ip: shared by the connections from this address.
+    let ip_stanza_rate = if exempt {
+        None
+    } else {
+        server.c2s_per_ip.shared_rates(conn.t.peer_ip()).1
     };
     // When the bytes of what is in `conn.queue` were read: routing latency counts from there.
     let mut arrived = std::time::Instant::now();
@@ -750,6 +757,12 @@ async fn run_connection(
                     if let Some(r) = stanza_rate.as_mut() {
                         r.charge(1);
                         r.pay().await;
+                    }
+                    if let Some(shared) = &ip_stanza_rate {
+                        let owed = shared.charge(1);
+                        if !owed.is_zero() {
+                            tokio::time::sleep(owed).await;
+                        }
                     }
                     sm.received(&el);
                     if let Some(e) = handle_client_stanza(

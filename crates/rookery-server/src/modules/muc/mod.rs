@@ -208,6 +208,19 @@ impl Muc {
 }
 
 impl Muc {
+    /// Rooms held here that `user` owns (`modules.muc.max_rooms_per_user`).
+    async fn rooms_owned(&self, user: &BareJid) -> usize {
+        let rooms: Vec<Arc<Mutex<Room>>> = self.rooms.iter().map(|r| r.value().clone()).collect();
+        let mut n = 0;
+        for r in rooms {
+            let r = r.lock().await;
+            if !r.destroyed && r.affiliation(user) == Affiliation::Owner {
+                n += 1;
+            }
+        }
+        n
+    }
+
     async fn load(&self, server: &Server, jid: &BareJid) -> Option<Arc<Mutex<Room>>> {
         let saved = server.storage.kv_get(jid, STORE, "").await.ok()??;
         let saved = serde_json::from_str::<Saved>(&saved).ok()?;
@@ -346,6 +359,20 @@ impl Service for Muc {
                     let mut e = stanza::error_reply(
                         &el,
                         &StanzaError::not_allowed().with_text("Room creation is restricted"),
+                    );
+                    e.set_attr("from", to.to_string());
+                    crate::router::deliver(server, e).await;
+                    return;
+                }
+                let cap = self.options.get().max_rooms_per_user;
+                if cap > 0
+                    && !crate::admin::is_admin(server, &from.to_bare())
+                    && self.rooms_owned(&from.to_bare()).await >= cap
+                {
+                    let mut e = stanza::error_reply(
+                        &el,
+                        &StanzaError::resource_constraint()
+                            .with_text("You own as many rooms as allowed"),
                     );
                     e.set_attr("from", to.to_string());
                     crate::router::deliver(server, e).await;
