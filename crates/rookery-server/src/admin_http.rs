@@ -17,7 +17,6 @@ use base64::Engine;
 use rookery_core::BareJid;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// Where tokens are kept: the key-value store of their account, by the SHA-256 of the secret.
@@ -93,17 +92,6 @@ fn reachable(server: &Server, peer: &Peer) -> Result<(), Failure> {
     }
 }
 
-fn hash(secret: &str) -> String {
-    crate::modules::upload::store::hex(&Sha256::digest(secret.as_bytes()))
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The administrator a request's bearer token names: 401 without a valid token, 403 for an
 /// account that is not (or no longer) an administrator.
 async fn caller(server: &Server, peer: &Peer, headers: &HeaderMap) -> Result<BareJid, Failure> {
@@ -126,7 +114,7 @@ async fn caller(server: &Server, peer: &Peer, headers: &HeaderMap) -> Result<Bar
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| BareJid::new(&s).ok())
         .ok_or_else(unauthorized)?;
-    let key = hash(secret);
+    let key = crate::secrets::hash_hex(secret);
     let stored = server
         .storage
         .kv_get(&jid, TOKENS, &key)
@@ -136,7 +124,7 @@ async fn caller(server: &Server, peer: &Peer, headers: &HeaderMap) -> Result<Bar
         .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
         .and_then(|v| v.get("expires").and_then(|e| e.as_u64()))
         .ok_or_else(unauthorized)?;
-    if expires <= unix_now() {
+    if expires <= crate::unix_now() {
         let _ = server.storage.kv_set(&jid, TOKENS, &key, None).await;
         return Err(unauthorized());
     }
@@ -231,13 +219,13 @@ async fn new_token(
         return Err(refused());
     }
     let secret = B64.encode(rand::random::<[u8; 32]>());
-    let expires = unix_now() + server.config.http.admin_token_hours * 3600;
+    let expires = crate::unix_now() + server.config.http.admin_token_hours * 3600;
     server
         .storage
         .kv_set(
             &jid,
             TOKENS,
-            &hash(&secret),
+            &crate::secrets::hash_hex(&secret),
             Some(&json!({ "expires": expires }).to_string()),
         )
         .await
@@ -269,7 +257,7 @@ async fn revoke_token(
         .unwrap_or_default();
     server
         .storage
-        .kv_set(&jid, TOKENS, &hash(&secret), None)
+        .kv_set(&jid, TOKENS, &crate::secrets::hash_hex(&secret), None)
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(StatusCode::NO_CONTENT.into_response())

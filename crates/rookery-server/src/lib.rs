@@ -22,6 +22,7 @@ pub mod rate;
 pub mod router;
 pub mod s2s;
 pub mod scram;
+pub mod secrets;
 pub mod session;
 pub mod storage;
 pub mod throttle;
@@ -37,6 +38,14 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// Sliding-window counters that limits are judged by (`throttle`).
 pub struct Guards {

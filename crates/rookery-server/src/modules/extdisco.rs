@@ -141,13 +141,6 @@ fn listed(options: &ExtdiscoOptions, s: &ExternalService, domain: &str, now: u64
     l
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[async_trait]
 impl IqHandler for ExtDisco {
     async fn handle_iq(&self, _server: &Server, req: IqRequest) -> IqResult {
@@ -163,7 +156,7 @@ impl IqHandler for ExtDisco {
         };
         let payload = req.payload();
         let ns = payload.ns().to_string();
-        let all = self.services(domain, now());
+        let all = self.services(domain, crate::unix_now());
         let chosen: Vec<&Listed> = if payload.name() == "services" {
             let kind = payload.attr("type");
             all.iter()

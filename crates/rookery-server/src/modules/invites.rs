@@ -7,7 +7,6 @@ use crate::admin::AdminError;
 use crate::Server;
 use rookery_core::BareJid;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 pub const NS_PARS: &str = "urn:xmpp:pars:0";
 /// The stream feature saying invitations are accepted.
@@ -33,22 +32,11 @@ pub struct Created {
     pub uses: u32,
 }
 
-fn key(token: &str) -> String {
-    crate::modules::upload::store::hex(&Sha256::digest(token.as_bytes()))
-}
-
 fn host_jid(server: &Server, host: &str) -> Result<BareJid, AdminError> {
     if !server.config.is_local_host(host) {
         return Err(AdminError::UnknownHost(host.to_string()));
     }
     BareJid::new(host).map_err(|_| AdminError::UnknownHost(host.to_string()))
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Makes an invitation to register on `host`, good for `uses` registrations within `days`.
@@ -69,16 +57,16 @@ pub async fn create(
         ),
         None => None,
     };
-    let token = crate::modules::upload::token::new_token();
+    let token = crate::secrets::new_token();
     let invite = Invite {
-        expires: unix_now() + days.max(1) * 86_400,
+        expires: crate::unix_now() + days.max(1) * 86_400,
         uses: uses.max(1),
         username,
     };
     let json = serde_json::to_string(&invite).expect("invite serialises");
     server
         .storage
-        .kv_set(&h, STORE, &key(&token), Some(&json))
+        .kv_set(&h, STORE, &crate::secrets::hash_hex(&token), Some(&json))
         .await?;
     let uri = match &invite.username {
         Some(u) => format!("xmpp:{u}@{host}?register;preauth={token}"),
@@ -96,10 +84,10 @@ pub async fn create(
 /// The invitation `token` stands for on `host` if it is good now, with its storage key.
 pub async fn check(server: &Server, host: &str, token: &str) -> Option<(String, Invite)> {
     let h = host_jid(server, host).ok()?;
-    let k = key(token);
+    let k = crate::secrets::hash_hex(token);
     let raw = server.storage.kv_get(&h, STORE, &k).await.ok()??;
     let invite: Invite = serde_json::from_str(&raw).ok()?;
-    (invite.expires > unix_now() && invite.uses > 0).then_some((k, invite))
+    (invite.expires > crate::unix_now() && invite.uses > 0).then_some((k, invite))
 }
 
 /// The invitation stored under `key` (from [`check`]) if it is still good.
@@ -142,7 +130,7 @@ pub async fn reserved(server: &Server, host: &str) -> Vec<String> {
     let Ok(h) = host_jid(server, host) else {
         return Vec::new();
     };
-    let now = unix_now();
+    let now = crate::unix_now();
     match server.storage.kv_all(STORE).await {
         Ok(all) => all
             .into_iter()

@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use hmac::{Hmac, Mac};
 use rookery_core::stanza::StanzaError;
 use rookery_core::{ns, Element, Jid};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -159,14 +159,10 @@ impl Manager {
 
 /// XEP-0185: HMAC-SHA256(hex(SHA256(secret)), receiving + ' ' + originating + ' ' + id).
 fn dialback_key(secret: &str, receiving: &str, originating: &str, stream_id: &str) -> String {
-    let key = hex(&Sha256::digest(secret.as_bytes()));
+    let key = crate::secrets::hash_hex(secret);
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
     mac.update(format!("{receiving} {originating} {stream_id}").as_bytes());
-    hex(&mac.finalize().into_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::secrets::hex(&mac.finalize().into_bytes())
 }
 
 /// Whether `domain` is served here (a host or a service such as `conference.<host>`).

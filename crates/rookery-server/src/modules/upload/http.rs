@@ -2,8 +2,11 @@
 //! against the slot's record and token), GET and HEAD serve it (ranges, conditional requests),
 //! with CORS for web clients.
 
-use super::store::{hex, is_id, remove_file};
-use super::{essence, token, unix_now, Inner, Record};
+use super::store::{is_id, remove_file};
+use super::{essence, Inner, Record};
+use crate::secrets as token;
+use crate::secrets::hex;
+use crate::unix_now;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};

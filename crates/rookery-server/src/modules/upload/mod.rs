@@ -1,11 +1,10 @@
 //! XEP-0363 HTTP File Upload at `upload.<host>`: slot requests checked against the size limit
 //! (advertised with a XEP-0128 form), allowed types and per-user quotas; the PUT and GET
 //! themselves go to this server's HTTP listeners (`http`), records to storage and contents to
-//! files or the database (`store`), and PUTs carry the slot's bearer token (`token`).
+//! files or the database (`store`), and PUTs carry the slot's bearer token (`crate::secrets`).
 
 mod http;
 pub mod store;
-pub mod token;
 
 use super::{HttpRoutes, Module, Registry, Service, SessionHook};
 use crate::forms::{Field, Form};
@@ -113,13 +112,6 @@ impl SessionHook for Upload {
             tracing::error!(%e, %user, "removing a deleted account's uploads failed");
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// XEP-0082 date-time of Unix seconds `t`.
@@ -259,9 +251,9 @@ impl Inner {
         let Some(base) = self.url_base(host).await else {
             return Err(StanzaError::internal_server_error().with_text("no HTTP listener"));
         };
-        let now = unix_now();
+        let now = crate::unix_now();
         let id = store::new_id();
-        let bearer = token::new_token();
+        let bearer = crate::secrets::new_token();
         let slot = Record {
             id: id.clone(),
             owner: owner.to_string(),
@@ -271,7 +263,7 @@ impl Inner {
             created: now,
             expires: Some(now + self.options.get().slot_lifetime_seconds),
             stored: false,
-            token_hash: token::hash(&bearer),
+            token_hash: crate::secrets::hash(&bearer),
         };
         match self.store.reserve(&slot, self.limits(), now).await {
             Ok(Ok(())) => {}
@@ -385,7 +377,7 @@ impl Service for Upload {
                     _ = every.tick() => {}
                     _ = shutdown.cancelled() => return,
                 }
-                match inner.store.expire(unix_now()).await {
+                match inner.store.expire(crate::unix_now()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(n, "expired uploads removed"),
                     Err(e) => tracing::warn!(%e, "removing expired uploads failed"),

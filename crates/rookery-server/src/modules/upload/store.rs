@@ -313,11 +313,7 @@ pub fn is_id(s: &str) -> bool {
 }
 
 pub fn new_id() -> String {
-    hex(&rand::random::<[u8; 16]>())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::secrets::hex(&rand::random::<[u8; 16]>())
 }
 
 async fn older_than(p: &Path, age: Duration) -> bool {

@@ -1,5 +1,5 @@
-//! XEP-0363 slot tokens: the bearer secret a PUT must carry. Only its SHA-256 is stored with the
-//! slot, so the token works on every node and a leaked database grants no uploads.
+//! Bearer secrets kept only as their SHA-256 (upload slots, admin API tokens, invitations): the
+//! secret works on every node, and a leaked database grants nothing.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -12,6 +12,15 @@ pub fn new_token() -> String {
 
 pub fn hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The hash as lowercase hex, for use as a storage key.
+pub fn hash_hex(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `token` is the one `stored` is the hash of (compared in constant time).
