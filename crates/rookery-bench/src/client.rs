@@ -7,8 +7,10 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use rookery_xml::{ns, Element, Limits, StreamEvent, StreamParser};
 use rustls::pki_types::ServerName;
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -26,6 +28,60 @@ pub struct Settings {
     pub server_name: ServerName<'static>,
     pub salt_cache: SaltCache,
     pub login_timeout: Duration,
+    /// Stay on plain TCP: no STARTTLS (for measuring the cost of a session without TLS).
+    pub plain: bool,
+}
+
+/// A client connection: TLS after STARTTLS, or plain TCP with `Settings::plain`.
+pub enum Stream {
+    Tls(Box<TlsStream<TcpStream>>),
+    Plain(TcpStream),
+}
+
+impl From<TlsStream<TcpStream>> for Stream {
+    fn from(tls: TlsStream<TcpStream>) -> Self {
+        Stream::Tls(Box::new(tls))
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
 }
 
 /// The parsing side of an XML stream, independent of the transport it reads from, so that it
@@ -90,7 +146,7 @@ impl Reader {
 /// A connection on which `login` has completed: bound, presence sent.
 pub struct Online {
     pub jid: String,
-    pub stream: TlsStream<TcpStream>,
+    pub stream: Stream,
     pub reader: Reader,
     pub login_time: Duration,
 }
@@ -111,7 +167,7 @@ pub async fn login(cfg: &Settings, user: &str) -> Result<Online> {
 pub async fn login_as(cfg: &Settings, user: &str, resource: &str) -> Result<Online> {
     let started = Instant::now();
     let work = async {
-        let (mut io, mut reader, features) = secure_stream(cfg).await?;
+        let (mut io, mut reader, features) = client_stream(cfg).await?;
         authenticate(cfg, user, &mut io, &mut reader, &features)
             .await
             .context("sasl")?;
@@ -200,7 +256,7 @@ const DATA: &str = "jabber:x:data";
 /// Creates account `user` with XEP-0077 in-band registration, then closes the stream.
 pub async fn register(cfg: &Settings, user: &str) -> Result<Registered> {
     let work = async {
-        let (mut io, mut reader, _features) = secure_stream(cfg).await?;
+        let (mut io, mut reader, _features) = client_stream(cfg).await?;
         let iq = Element::new("iq", ns::CLIENT)
             .with_attr("type", "set")
             .with_attr("id", "reg")
@@ -230,8 +286,18 @@ pub async fn register(cfg: &Settings, user: &str) -> Result<Registered> {
         .map_err(|_| anyhow!("timeout"))?
 }
 
-/// TCP connect, first stream, STARTTLS, TLS handshake and the second stream's features.
-pub async fn secure_stream(cfg: &Settings) -> Result<(TlsStream<TcpStream>, Reader, Element)> {
+/// `secure_stream`, or with `Settings::plain` the first stream's features on plain TCP.
+pub async fn client_stream(cfg: &Settings) -> Result<(Stream, Reader, Element)> {
+    if !cfg.plain {
+        let (tls, reader, features) = secure_stream(cfg).await?;
+        return Ok((tls.into(), reader, features));
+    }
+    let (tcp, reader, features) = plain_stream(cfg).await?;
+    Ok((Stream::Plain(tcp), reader, features))
+}
+
+/// TCP connect and the first stream's features.
+async fn plain_stream(cfg: &Settings) -> Result<(TcpStream, Reader, Element)> {
     let mut tcp = TcpStream::connect((cfg.host.as_str(), cfg.port))
         .await
         .context("connect")?;
@@ -240,6 +306,12 @@ pub async fn secure_stream(cfg: &Settings) -> Result<(TlsStream<TcpStream>, Read
     let features = open_stream(cfg, &mut tcp, &mut reader)
         .await
         .context("stream open")?;
+    Ok((tcp, reader, features))
+}
+
+/// TCP connect, first stream, STARTTLS, TLS handshake and the second stream's features.
+pub async fn secure_stream(cfg: &Settings) -> Result<(TlsStream<TcpStream>, Reader, Element)> {
+    let (mut tcp, mut reader, features) = plain_stream(cfg).await?;
     if !features.has_child("starttls", ns::TLS) {
         bail!("starttls: not offered");
     }

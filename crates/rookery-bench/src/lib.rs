@@ -2,6 +2,7 @@
 //! is built from, reused by the server's protocol tests.
 
 pub mod client;
+pub mod procstat;
 pub mod scram;
 pub mod spread;
 pub mod stats;

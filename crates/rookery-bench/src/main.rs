@@ -2,14 +2,14 @@
 //! groupchat messages in one XEP-0045 room that all clients join) at a target rate, and reports
 //! logins/s, delivered messages/s and delivery latency percentiles.
 
-use rookery_bench::{client, scram, spread, stats, tls, traffic};
+use rookery_bench::{client, procstat, scram, spread, stats, tls, traffic};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use client::{Registered, Settings};
 use rustls::pki_types::ServerName;
 use scram::{Mechanism, SaltCache};
-use stats::{LoginStats, RegisterStats, Report, Traffic};
+use stats::{Idle, LoginStats, RegisterStats, Report, Traffic};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ use traffic::Schedule;
 const START_LEAD: Duration = Duration::from_millis(100);
 /// How long after the messaging window a message may still arrive without counting as lost.
 const GRACE: Duration = Duration::from_secs(2);
+/// Time for a server to finish the work the logins left (presence, caches) before holding idle.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// XMPP load generator: logins over STARTTLS + SCRAM, then 1:1 chat messages at a fixed rate.
 #[derive(Parser, Debug)]
@@ -62,6 +64,9 @@ struct Args {
     /// Create each account first with XEP-0077 in-band registration ("already exists" is fine).
     #[arg(long)]
     register: bool,
+    /// Stop after --register: no logins, no messaging.
+    #[arg(long, requires = "register")]
+    register_only: bool,
     #[arg(long, value_enum, default_value_t = Mechanism::ScramSha256)]
     mechanism: Mechanism,
     /// Print the results as one JSON object instead of text.
@@ -77,6 +82,16 @@ struct Args {
     /// groupchat messages there; each one is delivered to every occupant.
     #[arg(long)]
     room: Option<String>,
+    /// Stay on plain TCP (no STARTTLS); the server must allow it.
+    #[arg(long)]
+    plain: bool,
+    /// Hold the signed-in sessions idle for this many seconds before messaging.
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
+    /// The server's process id: with --hold, report its resident memory per signed-in session
+    /// (growth from before the logins to the end of the hold) and its CPU use while held idle.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -103,7 +118,11 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.text());
             }
-            if report.login.ok == 0 {
+            let registered = report
+                .register
+                .as_ref()
+                .is_some_and(|r| r.failures.total() == 0);
+            if report.login.ok == 0 && !(registered && report.login.failures.total() == 0) {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
@@ -139,6 +158,7 @@ async fn run(args: Args) -> Result<Report> {
                 server_name: server_name.clone(),
                 salt_cache: SaltCache::default(),
                 login_timeout: Duration::from_secs(args.login_timeout),
+                plain: args.plain,
             })
         })
         .collect();
@@ -157,12 +177,25 @@ async fn run(args: Args) -> Result<Report> {
         None
     };
 
+    if args.register_only {
+        return Ok(Report {
+            clients: args.clients as usize,
+            register,
+            login: LoginStats::default(),
+            duration: Duration::ZERO,
+            target_rate: 0,
+            delivered_in_window: 0,
+            traffic: Arc::new(Traffic::default()),
+            idle: None,
+        });
+    }
     eprintln!(
         "logging in {} clients, {} at a time...",
         args.clients, args.connect_concurrency
     );
     let traffic = Arc::new(Traffic::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let before = args.server_pid.map(procstat::sample).transpose()?;
     let (login, online, tasks) = login_phase(&args, &settings, &traffic, &stop_rx).await;
     if args.room.is_some() {
         traffic.fanout.store(online.len() as u64, Ordering::SeqCst);
@@ -173,6 +206,27 @@ async fn run(args: Args) -> Result<Report> {
         login.failures.total(),
         login.wall.as_secs_f64()
     );
+
+    let idle = if args.hold > 0 {
+        let sessions = online.len() as u64;
+        eprintln!("holding {sessions} sessions idle for {} s...", args.hold);
+        tokio::time::sleep(SETTLE).await;
+        let settled = args.server_pid.map(procstat::sample).transpose()?;
+        tokio::time::sleep(Duration::from_secs(args.hold)).await;
+        let held = args.server_pid.map(procstat::sample).transpose()?;
+        match (before, settled, held) {
+            (Some(before), Some(settled), Some(held)) => Some(Idle {
+                sessions,
+                before,
+                held,
+                cpu_at_rest: held.cpu.saturating_sub(settled.cpu),
+                hold: Duration::from_secs(args.hold),
+            }),
+            _ => None,
+        }
+    } else {
+        None
+    };
 
     let duration = Duration::from_secs(args.duration);
     eprintln!(
@@ -195,6 +249,7 @@ async fn run(args: Args) -> Result<Report> {
         target_rate: args.rate,
         delivered_in_window,
         traffic,
+        idle,
     })
 }
 

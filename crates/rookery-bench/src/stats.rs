@@ -142,6 +142,34 @@ impl Traffic {
     }
 }
 
+/// The server while the sessions were held idle (`--hold` with `--server-pid`).
+pub struct Idle {
+    pub sessions: u64,
+    /// Before the logins.
+    pub before: crate::procstat::Sample,
+    /// At the end of the hold.
+    pub held: crate::procstat::Sample,
+    /// CPU time the server used during the hold.
+    pub cpu_at_rest: Duration,
+    pub hold: Duration,
+}
+
+impl Idle {
+    pub fn bytes_per_session(&self) -> f64 {
+        if self.sessions == 0 {
+            return 0.0;
+        }
+        self.held.rss_bytes.saturating_sub(self.before.rss_bytes) as f64 / self.sessions as f64
+    }
+
+    pub fn cpu_percent(&self) -> f64 {
+        if self.hold.is_zero() {
+            return 0.0;
+        }
+        100.0 * self.cpu_at_rest.as_secs_f64() / self.hold.as_secs_f64()
+    }
+}
+
 /// Everything the run measured.
 pub struct Report {
     pub clients: usize,
@@ -152,6 +180,7 @@ pub struct Report {
     /// Messages delivered by the end of the messaging window (the rest came during the grace).
     pub delivered_in_window: u64,
     pub traffic: Arc<Traffic>,
+    pub idle: Option<Idle>,
 }
 
 fn per_sec(n: u64, d: Duration) -> f64 {
@@ -222,6 +251,19 @@ impl Report {
             max_ms(&l.times)
         );
         write_reasons(&mut s, &l.failures);
+        if let Some(i) = &self.idle {
+            let _ = writeln!(
+                s,
+                "idle: {} sessions held {} s: server RSS {:.1} MiB before the logins, {:.1} MiB \
+                 held = {:.1} KiB per session; CPU at rest {:.2}%",
+                i.sessions,
+                i.hold.as_secs(),
+                i.before.rss_bytes as f64 / 1048576.0,
+                i.held.rss_bytes as f64 / 1048576.0,
+                i.bytes_per_session() / 1024.0,
+                i.cpu_percent()
+            );
+        }
         let [planned, sent, unsent, delivered, lost, bounced, malformed] = self.counters();
         let _ = writeln!(
             s,
@@ -292,6 +334,14 @@ impl Report {
         j.num("login_ms_p50", ms(&l.times, 0.5));
         j.num("login_ms_p99", ms(&l.times, 0.99));
         j.num("login_ms_max", max_ms(&l.times));
+        if let Some(i) = &self.idle {
+            j.num("idle_sessions", i.sessions as f64);
+            j.num("idle_seconds", i.hold.as_secs_f64());
+            j.num("rss_before_bytes", i.before.rss_bytes as f64);
+            j.num("rss_held_bytes", i.held.rss_bytes as f64);
+            j.num("rss_bytes_per_session", i.bytes_per_session());
+            j.num("cpu_percent_at_rest", i.cpu_percent());
+        }
         let [planned, sent, unsent, delivered, lost, bounced, malformed] = self.counters();
         j.num("duration_seconds", self.duration.as_secs_f64());
         j.num("target_rate", self.target_rate as f64);
@@ -415,6 +465,7 @@ mod tests {
             duration: Duration::from_secs(1),
             target_rate: 3,
             delivered_in_window: 2,
+            idle: None,
             traffic: Arc::new(traffic),
         };
         let j = report.json();

@@ -34,7 +34,7 @@ fn routing(c: &mut Criterion) {
     };
     let (server, mut rx) = rt.block_on(async {
         let server = Server::with_storage(config, Arc::new(MemoryStorage::default())).unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let (tx, rx) = rookery_server::inbox::channel(1024);
         let bob: FullJid = "bob@localhost/phone".parse().unwrap();
         let handle = SessionHandle::new(server.next_id(), bob, tx);
         handle.update(server.sessions.as_ref(), |st| {

@@ -52,6 +52,7 @@ pub async fn create(server: &Server, user: &BareJid, password: &str) -> Result<(
                 Some(&now),
             )
             .await?;
+        crate::lookalike::add(server.storage.as_ref(), user).await?;
         Ok(())
     } else {
         Err(AccountError::Exists)
@@ -84,6 +85,7 @@ pub async fn delete(server: &Server, user: &BareJid) -> Result<(), AccountError>
     if !server.storage.delete_account(user).await? {
         return Err(AccountError::NotFound);
     }
+    crate::lookalike::remove(server.storage.as_ref(), user).await?;
     for h in server.modules.hooks.iter() {
         h.on_user_deleted(server, user).await;
     }

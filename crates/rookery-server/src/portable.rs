@@ -278,6 +278,7 @@ pub async fn import(s: &dyn Storage, doc: &Element) -> anyhow::Result<Report> {
                 report.skipped.push(user.to_string());
                 continue;
             }
+            crate::lookalike::add(s, &user).await?;
             import_user(s, &user, u).await?;
             report.users += 1;
         }

@@ -38,6 +38,16 @@ impl ByteRate {
         std::mem::take(&mut self.debt)
     }
 
+    /// The wait owed before the next read.
+    pub fn owed(&self) -> Duration {
+        self.debt
+    }
+
+    /// The owed wait is over.
+    pub fn settle(&mut self) {
+        self.debt = Duration::ZERO;
+    }
+
     /// Waits off the debt. Cancel-safe: the debt is only cleared once the wait is over.
     pub async fn pay(&mut self) {
         if !self.debt.is_zero() {

@@ -6,12 +6,12 @@ use rookery_core::{BareJid, Element, FullJid};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 /// What a session task is asked to do by the rest of the server.
 #[derive(Debug)]
 pub enum Outbound {
-    Stanza(Element),
+    /// Boxed: an inbox allocates its slots in blocks of 32, per session, idle or not.
+    Stanza(Box<Element>),
     /// Close the stream with this stream error condition (`conflict`, `system-shutdown`...).
     Close {
         condition: &'static str,
@@ -58,7 +58,7 @@ pub struct SessionHandle {
 /// Where a session's stanzas go: its task on this node, or another node of the cluster.
 #[derive(Clone, Debug)]
 enum Sink {
-    Local(mpsc::Sender<Outbound>),
+    Local(crate::inbox::Sender<Outbound>),
     Remote(crate::cluster::RemoteSink),
 }
 
@@ -70,7 +70,7 @@ pub enum DeliveryError {
 }
 
 impl SessionHandle {
-    pub fn new(id: u64, jid: FullJid, tx: mpsc::Sender<Outbound>) -> Self {
+    pub fn new(id: u64, jid: FullJid, tx: crate::inbox::Sender<Outbound>) -> Self {
         SessionHandle {
             id,
             jid,
@@ -120,10 +120,12 @@ impl SessionHandle {
     /// Queues a stanza without waiting: a slow reader must not stall its senders.
     pub fn deliver(&self, el: Element) -> Result<(), DeliveryError> {
         match &self.sink {
-            Sink::Local(tx) => tx.try_send(Outbound::Stanza(el)).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
-                mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
-            }),
+            Sink::Local(tx) => tx
+                .try_send(Outbound::Stanza(Box::new(el)))
+                .map_err(|e| match e {
+                    crate::inbox::SendError::Full => DeliveryError::Full,
+                    crate::inbox::SendError::Closed => DeliveryError::Gone,
+                }),
             Sink::Remote(r) => r.deliver(&self.jid, self.id, el),
         }
     }
@@ -133,7 +135,7 @@ impl SessionHandle {
     pub async fn deliver_waiting(&self, el: Element) -> Result<(), DeliveryError> {
         match &self.sink {
             Sink::Local(tx) => tx
-                .send(Outbound::Stanza(el))
+                .send(Outbound::Stanza(Box::new(el)))
                 .await
                 .map_err(|_| DeliveryError::Gone),
             Sink::Remote(r) => r.deliver(&self.jid, self.id, el),
@@ -292,8 +294,8 @@ impl LocalRegistry {
 mod tests {
     use super::*;
 
-    fn handle(id: u64, jid: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(2);
+    fn handle(id: u64, jid: &str) -> (SessionHandle, crate::inbox::Receiver<Outbound>) {
+        let (tx, rx) = crate::inbox::channel(2);
         (SessionHandle::new(id, FullJid::new(jid).unwrap(), tx), rx)
     }
 

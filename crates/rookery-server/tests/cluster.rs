@@ -446,7 +446,7 @@ async fn a_session_resumes_on_another_node_with_every_message_once() {
     let mut bob = Client {
         online: rookery_bench::client::Online {
             jid: "bob@localhost/r".into(),
-            stream: io,
+            stream: io.into(),
             reader,
             login_time: Default::default(),
         },

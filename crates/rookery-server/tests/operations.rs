@@ -399,7 +399,7 @@ async fn a_resumable_session_whose_connection_dropped_gets_pushes() {
     let mut alice = Client {
         online: rookery_bench::client::Online {
             jid: "alice@localhost/r".into(),
-            stream: io,
+            stream: io.into(),
             reader,
             login_time: Default::default(),
         },

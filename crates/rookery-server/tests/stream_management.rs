@@ -104,7 +104,7 @@ async fn a_dropped_connection_resumes_with_every_message_exactly_once() {
     let mut bob = Client {
         online: Online {
             jid: "bob@localhost/r".into(),
-            stream: io,
+            stream: io.into(),
             reader,
             login_time: Default::default(),
         },

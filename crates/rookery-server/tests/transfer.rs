@@ -601,7 +601,7 @@ async fn in_band_bytestreams_survive_a_resumption_in_sequence() {
     let mut bob = Client {
         online: Online {
             jid: bob_jid.clone(),
-            stream: io,
+            stream: io.into(),
             reader,
             login_time: Default::default(),
         },

@@ -156,7 +156,12 @@ impl StreamParser {
                 Ok(None) => {
                     self.closed = true;
                 }
-                Err(EndOrError::NeedMoreData) => return Ok(()),
+                Err(EndOrError::NeedMoreData) => {
+                    // The lexer keeps a scratch buffer of max_token_bytes between reads: most
+                    // of an idle connection's memory. Dropped here, taken again on the next read.
+                    self.parser.release_temporaries();
+                    return Ok(());
+                }
                 Err(EndOrError::Error(e)) => return Err(StreamError::from_rxml(e)),
             }
         }

@@ -11,11 +11,14 @@ use crate::scram::ChannelBindings;
 use crate::Server;
 use async_trait::async_trait;
 use rookery_xml::{Element, Limits, StreamError, StreamEvent, StreamParser};
+use std::cell::RefCell;
 use std::io;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Why reading from a transport stopped.
@@ -53,13 +56,54 @@ pub trait Transport: Send {
     fn peer_ip(&self) -> IpAddr;
 }
 
+/// Bytes taken from a socket in one read: a full TLS record's plaintext.
+const READ_SIZE: usize = 16 * 1024;
+
+thread_local! {
+    /// Where every connection's reads land. A read is parsed in the same poll that fills it, so
+    /// the buffer is free again before the task yields: an idle connection holds no read buffer
+    /// of its own (most of a session's memory before this).
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+}
+
+/// Reads once from `io` into the thread's buffer and feeds what came to `parser`; returns the
+/// number of bytes read.
+async fn read_into_parser(
+    io: &mut Box<dyn Io>,
+    parser: &mut StreamParser,
+    out: &mut Vec<StreamEvent>,
+) -> Result<usize, ReadError> {
+    std::future::poll_fn(|cx| {
+        READ_BUF.with_borrow_mut(|buf| {
+            let mut rb = ReadBuf::new(buf);
+            match Pin::new(&mut **io).poll_read(cx, &mut rb) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(ReadError::Io(e))),
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        return Poll::Ready(Err(ReadError::Eof));
+                    }
+                    Poll::Ready(
+                        parser
+                            .feed(&buf[..n], out)
+                            .map(|_| n)
+                            .map_err(ReadError::Xml),
+                    )
+                }
+            }
+        })
+    })
+    .await
+}
+
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 pub struct TcpTransport {
     io: Option<Box<dyn Io>>,
     parser: StreamParser,
-    rbuf: Vec<u8>,
+    /// What is being written; empty (no allocation) between writes.
     wbuf: String,
     secure: bool,
     bindings: ChannelBindings,
@@ -77,10 +121,7 @@ impl TcpTransport {
         TcpTransport {
             io: Some(io),
             parser: StreamParser::new(limits),
-            // Most stanzas are far smaller; a bigger one takes a few reads. Per connection, this
-            // buffer is a large share of an idle client's memory.
-            rbuf: vec![0u8; 4 * 1024],
-            wbuf: String::with_capacity(4096),
+            wbuf: String::new(),
             secure: false,
             bindings: ChannelBindings::default(),
             peer,
@@ -107,7 +148,8 @@ impl TcpTransport {
             io.flush().await
         }
         .await;
-        self.wbuf.clear();
+        // Freed rather than kept: idle connections outnumber busy ones.
+        self.wbuf = String::new();
         r
     }
 }
@@ -116,25 +158,22 @@ impl TcpTransport {
 impl Transport for TcpTransport {
     async fn read_events(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
         loop {
-            if let Some(rate) = &mut self.rate {
-                // Waiting before reading keeps this cancel-safe: nothing parsed is held.
-                rate.pay().await;
-            }
-            if !self.ip_debt.is_zero() {
-                tokio::time::sleep(self.ip_debt).await;
+            // Waiting before reading keeps this cancel-safe: nothing parsed is held. The wait is
+            // boxed because it is rare, and this future is alive in every idle connection.
+            let owed = self.rate.as_ref().map_or(Duration::ZERO, |r| r.owed()) + self.ip_debt;
+            if !owed.is_zero() {
+                let wait = Box::pin(tokio::time::sleep(owed));
+                wait.await;
+                if let Some(rate) = &mut self.rate {
+                    rate.settle();
+                }
                 self.ip_debt = Duration::ZERO;
             }
             let io = self
                 .io
                 .as_mut()
                 .expect("transport in use after TLS failure");
-            let n = io.read(&mut self.rbuf).await.map_err(ReadError::Io)?;
-            if n == 0 {
-                return Err(ReadError::Eof);
-            }
-            self.parser
-                .feed(&self.rbuf[..n], out)
-                .map_err(ReadError::Xml)?;
+            let n = read_into_parser(io, &mut self.parser, out).await?;
             if let Some(rate) = &mut self.rate {
                 rate.charge(n);
             }
@@ -161,6 +200,7 @@ impl Transport for TcpTransport {
     }
 
     async fn send(&mut self, els: &[Element]) -> io::Result<()> {
+        self.wbuf.reserve(256 * els.len());
         for el in els {
             el.write_in_stream(&mut self.wbuf);
         }
@@ -361,10 +401,11 @@ async fn handle_tcp(server: Arc<Server>, sock: TcpStream, peer: IpAddr, direct_t
     let pre = limits(&server, false);
     let transport = if direct_tls {
         let acceptor = server.tls.direct.clone();
-        let handshake = tokio::time::timeout(
+        // Boxed: the task of every connection would otherwise keep room for the handshake.
+        let handshake = Box::pin(tokio::time::timeout(
             Duration::from_secs(30),
             acceptor.accept(Box::new(sock) as Box<dyn Io>),
-        );
+        ));
         match handshake.await {
             Ok(Ok(tls)) => {
                 let bindings = server.tls.bindings(tls.get_ref().1);
@@ -382,5 +423,6 @@ async fn handle_tcp(server: Arc<Server>, sock: TcpStream, peer: IpAddr, direct_t
     } else {
         TcpTransport::new(server.clone(), Box::new(sock), peer, pre)
     };
-    stream::run(server, Box::new(transport)).await;
+    let serving = Box::pin(stream::run(server, Box::new(transport)));
+    serving.await;
 }

@@ -191,56 +191,76 @@ async fn run_in_span(server: Arc<Server>, t: Box<dyn Transport>) {
         lang: None,
         invite: None,
     };
+    // Each rare step runs boxed, built in a statement of its own: an unboxed future (or one
+    // moved out of a local) would still take room in this future, which every session holds.
+    let negotiating = Box::pin(negotiate_in_time(&mut conn));
+    let negotiated = negotiating.await;
+    match negotiated {
+        Ok(Negotiated::Bound(jid, rx, handle)) => {
+            tracing::Span::current().record("jid", tracing::field::display(&jid));
+            let serving = Box::pin(session(conn, jid, rx, handle, None));
+            serving.await
+        }
+        Ok(Negotiated::Migrated(jid, rx, handle, sm)) => {
+            tracing::Span::current().record("jid", tracing::field::display(&jid));
+            let serving = Box::pin(session(conn, jid, rx, handle, Some(sm)));
+            serving.await
+        }
+        Ok(Negotiated::Resume(tx, h)) => {
+            let handing = Box::pin(hand_over(conn, tx, h));
+            handing.await
+        }
+        Err(end) => {
+            let finishing = Box::pin(conn.finish(end));
+            finishing.await
+        }
+    }
+}
+
+/// `negotiate` within `limits.auth_timeout_seconds`, or until shutdown.
+async fn negotiate_in_time(conn: &mut Conn) -> Result<Negotiated, End> {
+    let server = conn.server.clone();
     let auth_timeout = Duration::from_secs(server.config.limits.auth_timeout_seconds);
-    let negotiated = tokio::select! {
-        r = tokio::time::timeout(auth_timeout, negotiate(&mut conn)) => match r {
+    tokio::select! {
+        r = tokio::time::timeout(auth_timeout, negotiate(conn)) => match r {
             Ok(r) => r,
             Err(_) => Err(End::Error("connection-timeout", Some("authentication took too long".into()))),
         },
         _ = server.shutdown.cancelled() => Err(End::Error("system-shutdown", None)),
+    }
+}
+
+/// Hands a connection that resumed (XEP-0198) to the hibernating session.
+async fn hand_over(mut conn: Conn, tx: mpsc::Sender<sm::Takeover>, h: u32) {
+    // The hibernating session answers <resumed/>.
+    let r = sm::Resumption {
+        transport: conn.t,
+        queue: std::mem::take(&mut conn.queue),
+        lang: conn.lang.take(),
+        h,
     };
-    match negotiated {
-        Ok(Negotiated::Bound(jid, rx, handle)) => {
-            tracing::Span::current().record("jid", tracing::field::display(&jid));
-            session(conn, jid, rx, handle, None).await
-        }
-        Ok(Negotiated::Migrated(jid, rx, handle, sm)) => {
-            tracing::Span::current().record("jid", tracing::field::display(&jid));
-            session(conn, jid, rx, handle, Some(sm)).await
-        }
-        Ok(Negotiated::Resume(tx, h)) => {
-            // Hand this connection to the hibernating session; it answers <resumed/>.
-            let r = sm::Resumption {
-                transport: conn.t,
-                queue: std::mem::take(&mut conn.queue),
-                lang: conn.lang.take(),
-                h,
-            };
-            if let Err(mpsc::error::SendError(t)) = tx.send(sm::Takeover::Here(r)).await {
-                // It expired in the meantime.
-                let sm::Takeover::Here(r) = t else {
-                    unreachable!("sent Here")
-                };
-                let mut t = r.transport;
-                let failed = Element::new("failed", sm::NS)
-                    .with_child(Element::new("item-not-found", ns::STANZAS_ERR));
-                let _ = t.send(&[failed]).await;
-                let _ = t.close_stream().await;
-            }
-        }
-        Err(end) => conn.finish(end).await,
+    if let Err(mpsc::error::SendError(t)) = tx.send(sm::Takeover::Here(r)).await {
+        // It expired in the meantime.
+        let sm::Takeover::Here(r) = t else {
+            unreachable!("sent Here")
+        };
+        let mut t = r.transport;
+        let failed = Element::new("failed", sm::NS)
+            .with_child(Element::new("item-not-found", ns::STANZAS_ERR));
+        let _ = t.send(&[failed]).await;
+        let _ = t.close_stream().await;
     }
 }
 
 /// How negotiation ended.
 enum Negotiated {
-    Bound(FullJid, mpsc::Receiver<Outbound>, SessionHandle),
+    Bound(FullJid, crate::inbox::Receiver<Outbound>, SessionHandle),
     /// XEP-0198 resumption of an existing session.
     Resume(mpsc::Sender<sm::Takeover>, u32),
     /// Resumption of a session another node of the cluster handed over; `<resumed/>` is sent.
     Migrated(
         FullJid,
-        mpsc::Receiver<Outbound>,
+        crate::inbox::Receiver<Outbound>,
         SessionHandle,
         (sm::State, mpsc::Receiver<sm::Takeover>),
     ),
@@ -357,7 +377,7 @@ async fn negotiate(conn: &mut Conn) -> Result<Negotiated, End> {
             if let Some(bind) = el.get_child("bind", ns::BIND) {
                 match bind_resource(&server, &user, bind) {
                     Ok(full) => {
-                        let (tx, rx) = mpsc::channel(INBOX);
+                        let (tx, rx) = crate::inbox::channel(INBOX);
                         let handle = SessionHandle::new(server.next_id(), full.clone(), tx);
                         if let Some(old) = server.sessions.insert(handle.clone()) {
                             old.close("conflict", Some("replaced by a new session".into()))
@@ -522,7 +542,7 @@ async fn resume_elsewhere(
     let Some(m) = cluster.migrate(&node, previd, user).await else {
         return Ok(None);
     };
-    let (tx, rx) = mpsc::channel(INBOX);
+    let (tx, rx) = crate::inbox::channel(INBOX);
     let handle = SessionHandle::new(server.next_id(), old.jid.clone(), tx);
     {
         let was = old.state.lock().unwrap();
@@ -564,7 +584,7 @@ async fn resume_elsewhere(
 async fn session(
     mut conn: Conn,
     jid: FullJid,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: crate::inbox::Receiver<Outbound>,
     handle: SessionHandle,
     migrated: Option<(sm::State, mpsc::Receiver<sm::Takeover>)>,
 ) {
@@ -604,7 +624,7 @@ async fn session(
             tokio::select! {
                 r = rrx.recv() => break r,
                 out = rx.recv() => match out {
-                    Some(Outbound::Stanza(el)) => held.push(el),
+                    Some(Outbound::Stanza(el)) => held.push(*el),
                     Some(Outbound::Close { .. }) | None => break None,
                 },
                 _ = tokio::time::sleep_until(deadline) => break None,
@@ -620,7 +640,7 @@ async fn session(
                 rx.close();
                 while let Ok(out) = rx.try_recv() {
                     if let Outbound::Stanza(el) = out {
-                        held.push(el);
+                        held.push(*el);
                     }
                 }
                 if let Some(id) = &sm.id {
@@ -652,8 +672,11 @@ async fn session(
         server.sm.remove(id);
     }
     server.sessions.remove(&jid, handle.id);
-    presence::broadcast_unavailable(&server, &handle, None).await;
-    conn.finish(end).await;
+    // Boxed, like every rare step here: the session future's size is held by every idle session.
+    let leaving = Box::pin(presence::broadcast_unavailable(&server, &handle, None));
+    leaving.await;
+    let finishing = Box::pin(conn.finish(end));
+    finishing.await;
     // Messages that reached this session but not (provably) the client are routed again: other
     // resources or offline storage get them, so a closing session loses nothing.
     rx.close();
@@ -661,7 +684,7 @@ async fn session(
     leftovers.append(&mut held);
     while let Ok(out) = rx.try_recv() {
         if let Outbound::Stanza(el) = out {
-            leftovers.push(el);
+            leftovers.push(*el);
         }
     }
     for el in leftovers {
@@ -669,7 +692,8 @@ async fn session(
             let mut el = el;
             // Undeliverable to this resource now: aim at the account instead.
             el.set_attr("to", jid.to_bare().to_string());
-            router::deliver(&server, el).await;
+            let routing = Box::pin(router::deliver(&server, el));
+            routing.await;
         }
     }
     tracing::debug!(%jid, "session ended");
@@ -681,7 +705,7 @@ async fn run_connection(
     conn: &mut Conn,
     jid: &FullJid,
     handle: &SessionHandle,
-    rx: &mut mpsc::Receiver<Outbound>,
+    rx: &mut crate::inbox::Receiver<Outbound>,
     sm: &mut sm::State,
     resume_rx: &mut Option<mpsc::Receiver<sm::Takeover>>,
     held: &mut Vec<Element>,
@@ -748,33 +772,39 @@ async fn run_connection(
                     continue;
                 }
                 StreamEvent::Stanza(el) if el.ns() == sm::NS => {
-                    if let Some(e) = stream_management(conn, jid, sm, resume_rx, &el).await {
+                    let managing = Box::pin(stream_management(conn, jid, sm, resume_rx, &el));
+                    if let Some(e) = managing.await {
                         return e;
                     }
                     continue;
                 }
                 StreamEvent::Stanza(el) => {
+                    let mut owed = Duration::ZERO;
                     if let Some(r) = stanza_rate.as_mut() {
                         r.charge(1);
-                        r.pay().await;
+                        owed = r.owed();
                     }
                     if let Some(shared) = &ip_stanza_rate {
-                        let owed = shared.charge(1);
-                        if !owed.is_zero() {
-                            tokio::time::sleep(owed).await;
+                        owed += shared.charge(1);
+                    }
+                    if !owed.is_zero() {
+                        // Boxed: rare, and this future is alive in every idle session.
+                        let wait = Box::pin(tokio::time::sleep(owed));
+                        wait.await;
+                        if let Some(r) = stanza_rate.as_mut() {
+                            r.settle();
                         }
                     }
                     sm.received(&el);
-                    if let Some(e) = handle_client_stanza(
+                    let handling = Box::pin(handle_client_stanza(
                         &server,
                         handle,
                         el,
                         &mut ping_pending,
                         conn.lang.as_deref(),
                         arrived,
-                    )
-                    .await
-                    {
+                    ));
+                    if let Some(e) = handling.await {
                         return e;
                     }
                     continue;
@@ -788,11 +818,11 @@ async fn run_connection(
             out = rx.recv() => match out {
                 Some(Outbound::Stanza(el)) => {
                     // Batch what is already queued into one write.
-                    let mut batch = vec![el];
+                    let mut batch = vec![*el];
                     let mut close = None;
                     while batch.len() < 64 {
                         match rx.try_recv() {
-                            Ok(Outbound::Stanza(e)) => batch.push(e),
+                            Ok(Outbound::Stanza(e)) => batch.push(*e),
                             Ok(Outbound::Close { condition, text }) => { close = Some((condition, text)); break; }
                             Err(_) => break,
                         }
@@ -852,7 +882,7 @@ async fn run_connection(
                 // Flush what was already routed here before saying goodbye.
                 let mut batch = Vec::new();
                 while let Ok(Outbound::Stanza(e)) = rx.try_recv() {
-                    batch.push(e);
+                    batch.push(*e);
                 }
                 let _ = conn.t.send(&batch).await;
                 return End::Error("system-shutdown", None);

@@ -142,19 +142,14 @@ async fn username_free(server: &Server, host: &str, node: &str) -> bool {
     if !rules.refuse_confusable {
         return true;
     }
-    let skeleton = |s: &str| -> String { unicode_security::skeleton(s).collect() };
-    let mine = skeleton(node);
-    if taken.iter().any(|t| skeleton(t) == mine) {
+    let mine = crate::lookalike::skeleton(node);
+    if taken.iter().any(|t| crate::lookalike::skeleton(t) == mine) {
         return false;
     }
-    // Every account of the host: registration is rare and throttled, the list is one query.
-    match server.storage.list_accounts(host).await {
-        Ok(all) => !all.iter().any(|jid| {
-            let other = jid.split('@').next().unwrap_or_default();
-            other != node && skeleton(other) == mine
-        }),
-        Err(_) => false,
-    }
+    matches!(
+        crate::lookalike::existing(server.storage.as_ref(), host, node).await,
+        Ok(None)
+    )
 }
 
 #[async_trait]

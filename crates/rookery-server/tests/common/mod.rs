@@ -127,6 +127,7 @@ impl TestServer {
             server_name: rustls_pki_types::ServerName::try_from(self.domain().to_string()).unwrap(),
             salt_cache: SaltCache::default(),
             login_timeout: WAIT,
+            plain: false,
         }
     }
 
