@@ -38,22 +38,24 @@ impl ByteRate {
         std::mem::take(&mut self.debt)
     }
 
-    /// The wait owed before the next read.
-    pub fn owed(&self) -> Duration {
-        self.debt
-    }
-
-    /// The owed wait is over.
-    pub fn settle(&mut self) {
-        self.debt = Duration::ZERO;
-    }
-
     /// Waits off the debt. Cancel-safe: the debt is only cleared once the wait is over.
     pub async fn pay(&mut self) {
-        if !self.debt.is_zero() {
-            tokio::time::sleep(self.debt).await;
-            self.debt = Duration::ZERO;
-        }
+        pay(Some(self), Duration::ZERO).await
+    }
+}
+
+/// Waits off what a connection owes: its own bucket's debt plus `shared`, its share of an
+/// address's bucket. Cancel-safe: the debt is only cleared once the wait is over. The timer is
+/// boxed: waits are rare, and the future awaiting this one is held by every idle connection.
+pub async fn pay(own: Option<&mut ByteRate>, shared: Duration) {
+    let owed = own.as_ref().map_or(Duration::ZERO, |r| r.debt) + shared;
+    if owed.is_zero() {
+        return;
+    }
+    let wait = Box::pin(tokio::time::sleep(owed));
+    wait.await;
+    if let Some(r) = own {
+        r.debt = Duration::ZERO;
     }
 }
 

@@ -158,17 +158,9 @@ impl TcpTransport {
 impl Transport for TcpTransport {
     async fn read_events(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
         loop {
-            // Waiting before reading keeps this cancel-safe: nothing parsed is held. The wait is
-            // boxed because it is rare, and this future is alive in every idle connection.
-            let owed = self.rate.as_ref().map_or(Duration::ZERO, |r| r.owed()) + self.ip_debt;
-            if !owed.is_zero() {
-                let wait = Box::pin(tokio::time::sleep(owed));
-                wait.await;
-                if let Some(rate) = &mut self.rate {
-                    rate.settle();
-                }
-                self.ip_debt = Duration::ZERO;
-            }
+            // Waiting before reading keeps this cancel-safe: nothing parsed is held.
+            crate::rate::pay(self.rate.as_mut(), self.ip_debt).await;
+            self.ip_debt = Duration::ZERO;
             let io = self
                 .io
                 .as_mut()

@@ -779,22 +779,13 @@ async fn run_connection(
                     continue;
                 }
                 StreamEvent::Stanza(el) => {
-                    let mut owed = Duration::ZERO;
                     if let Some(r) = stanza_rate.as_mut() {
                         r.charge(1);
-                        owed = r.owed();
                     }
-                    if let Some(shared) = &ip_stanza_rate {
-                        owed += shared.charge(1);
-                    }
-                    if !owed.is_zero() {
-                        // Boxed: rare, and this future is alive in every idle session.
-                        let wait = Box::pin(tokio::time::sleep(owed));
-                        wait.await;
-                        if let Some(r) = stanza_rate.as_mut() {
-                            r.settle();
-                        }
-                    }
+                    let shared = ip_stanza_rate
+                        .as_ref()
+                        .map_or(Duration::ZERO, |s| s.charge(1));
+                    crate::rate::pay(stanza_rate.as_mut(), shared).await;
                     sm.received(&el);
                     let handling = Box::pin(handle_client_stanza(
                         &server,
