@@ -2,6 +2,7 @@
 //! plus XEP-0077 in-band registration on an unauthenticated STARTTLS'd stream.
 
 use crate::scram::{Mechanism, SaltCache, ScramClient};
+use crate::split::{self, Piece, Splitter};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use rookery_xml::{ns, Element, Limits, StreamEvent, StreamParser};
@@ -88,6 +89,7 @@ impl AsyncWrite for Stream {
 /// survives splitting a connection into read and write halves.
 pub struct Reader {
     parser: StreamParser,
+    split: Splitter,
     pending: VecDeque<StreamEvent>,
     scratch: Vec<StreamEvent>,
     buf: Box<[u8]>,
@@ -97,6 +99,7 @@ impl Reader {
     fn new() -> Self {
         Reader {
             parser: StreamParser::new(Limits::default()),
+            split: Splitter::default(),
             pending: VecDeque::new(),
             scratch: Vec::new(),
             buf: vec![0; 8192].into_boxed_slice(),
@@ -106,14 +109,40 @@ impl Reader {
     /// Starts over for a stream restart (after STARTTLS and after SASL success).
     fn reset(&mut self) {
         self.parser = StreamParser::new(Limits::default());
+        self.split = Splitter::default();
         self.pending.clear();
     }
 
     /// The next stream event. Cancel-safe: the only await point is a single `read`.
     pub async fn next_event<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<StreamEvent> {
+        self.next_event_or_message(io, None).await
+    }
+
+    /// [`Reader::next_event`], except that `<message>` stanzas, when `messages` is given, go to
+    /// it as their bytes instead of through the parser. Cancel-safe, as `next_event`.
+    pub async fn next_event_or_message<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        mut messages: Option<&mut (dyn FnMut(&[u8]) + Send)>,
+    ) -> Result<StreamEvent> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(ev);
+            }
+            while let Some((piece, n)) = self.split.next() {
+                let bytes = &self.split.bytes()[..n];
+                match messages.as_mut() {
+                    Some(m) if piece == Piece::Element && split::is_message(bytes) => m(bytes),
+                    _ => self
+                        .parser
+                        .feed(bytes, &mut self.scratch)
+                        .map_err(|e| anyhow!("server sent bad XML: {}", e.condition()))?,
+                }
+                self.split.consume(n);
+                self.pending.extend(self.scratch.drain(..));
+            }
+            if !self.pending.is_empty() {
+                continue;
             }
             let n = io.read(&mut self.buf).await.map_err(|e| match e.kind() {
                 // rustls reports a close without close_notify this way; the detail is a long URL.
@@ -123,10 +152,7 @@ impl Reader {
             if n == 0 {
                 bail!("connection closed by server");
             }
-            self.parser
-                .feed(&self.buf[..n], &mut self.scratch)
-                .map_err(|e| anyhow!("server sent bad XML: {}", e.condition()))?;
-            self.pending.extend(self.scratch.drain(..));
+            self.split.push(&self.buf[..n]);
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod procstat;
 pub mod scram;
+pub mod split;
 pub mod spread;
 pub mod stats;
 pub mod tls;

@@ -85,6 +85,9 @@ pub struct Traffic {
     pub fanout: AtomicU64,
     pub disconnects: Mutex<Reasons>,
     latency: Mutex<Histogram<u64>>,
+    /// The worst latency (µs) of the messages sent in each quarter second of the process clock:
+    /// shows whether a high p99 is a steady queue or a stall at one moment.
+    worst: Mutex<Vec<u64>>,
     all_sent: AtomicBool,
     drained: Notify,
 }
@@ -102,6 +105,7 @@ impl Default for Traffic {
             fanout: AtomicU64::new(1),
             disconnects: Mutex::new(Reasons::default()),
             latency: Mutex::new(histogram()),
+            worst: Mutex::new(Vec::new()),
             all_sent: AtomicBool::new(false),
             drained: Notify::new(),
         }
@@ -109,12 +113,19 @@ impl Default for Traffic {
 }
 
 impl Traffic {
-    /// A message arrived `latency_ns` after it was stamped.
-    pub fn record_delivery(&self, latency_ns: u64) {
+    /// A message stamped at `sent_at` (process clock) arrived `latency_ns` later.
+    pub fn record_delivery(&self, sent_at: u64, latency_ns: u64) {
+        let micros = (latency_ns / 1000).max(1);
         self.latency
             .lock()
             .expect("latency histogram poisoned")
-            .saturating_record((latency_ns / 1000).max(1));
+            .saturating_record(micros);
+        let slot = (sent_at / QUARTER_SECOND_NS) as usize;
+        let mut worst = self.worst.lock().expect("latency timeline poisoned");
+        if worst.len() <= slot {
+            worst.resize(slot + 1, 0);
+        }
+        worst[slot] = worst[slot].max(micros);
         let delivered = self.delivered.fetch_add(1, Ordering::SeqCst) + 1;
         if self.all_sent.load(Ordering::SeqCst) && delivered >= self.expected() {
             self.drained.notify_one();
@@ -368,6 +379,16 @@ impl Report {
         j.num("latency_ms_p90", ms(&h, 0.9));
         j.num("latency_ms_p99", ms(&h, 0.99));
         j.num("latency_ms_max", max_ms(&h));
+        let worst = self
+            .traffic
+            .worst
+            .lock()
+            .expect("latency timeline poisoned");
+        let first = worst.iter().position(|&w| w > 0).unwrap_or(worst.len());
+        j.nums(
+            "latency_ms_worst_per_quarter_second",
+            worst[first..].iter().map(|&w| w as f64 / 1000.0),
+        );
         let d = self
             .traffic
             .disconnects
@@ -389,7 +410,21 @@ fn write_reasons(s: &mut String, r: &Reasons) {
 #[derive(Default)]
 struct Json(String);
 
+const QUARTER_SECOND_NS: u64 = 250_000_000;
+
 impl Json {
+    fn nums(&mut self, k: &str, vs: impl Iterator<Item = f64>) {
+        self.key(k);
+        self.0.push('[');
+        for (i, v) in vs.enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            let _ = write!(self.0, "{v:.1}");
+        }
+        self.0.push(']');
+    }
+
     fn key(&mut self, k: &str) {
         self.0.push(if self.0.is_empty() { '{' } else { ',' });
         json_str(&mut self.0, k);
@@ -456,8 +491,8 @@ mod tests {
         login.wall = Duration::from_secs(2);
         let traffic = Traffic::default();
         traffic.sent.store(3, Ordering::SeqCst);
-        traffic.record_delivery(1_500_000);
-        traffic.record_delivery(2_500_000);
+        traffic.record_delivery(0, 1_500_000);
+        traffic.record_delivery(300_000_000, 2_500_000);
         let report = Report {
             clients: 2,
             register: None,
@@ -478,6 +513,11 @@ mod tests {
         );
         assert!(j.contains("\"lost\":1,"), "{j}");
         assert!(j.contains("\"delivered_per_sec\":2,"), "{j}");
+        // Sent in the first and the second quarter second.
+        assert!(
+            j.contains("\"latency_ms_worst_per_quarter_second\":[1.5,2.5],"),
+            "{j}"
+        );
         assert!(
             j.ends_with("\"disconnects\":0,\"disconnect_reasons\":{}}"),
             "{j}"
@@ -489,11 +529,11 @@ mod tests {
     async fn all_delivered_resolves_once_deliveries_catch_up() {
         let t = Arc::new(Traffic::default());
         t.sent.store(2, Ordering::SeqCst);
-        t.record_delivery(1000);
+        t.record_delivery(0, 1000);
         let t2 = t.clone();
         let waiter = tokio::spawn(async move { t2.all_delivered().await });
         tokio::task::yield_now().await;
-        t.record_delivery(1000);
+        t.record_delivery(0, 1000);
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("drained")

@@ -17,7 +17,10 @@ pub async fn outbound(server: &Server, origin: &SessionHandle, mut el: Element, 
     let ptype = presence_type(&el).to_string();
     if ptype == "available" {
         let directed = to.as_ref().is_some_and(|t| t.to_bare() != origin.bare());
-        for h in &server.modules.stanza_hooks {
+        for h in server
+            .modules
+            .stanza_hooks(crate::modules::Events::PRESENCE_OUTBOUND)
+        {
             h.presence_outbound(server, origin, &mut el, directed).await;
         }
     }
@@ -200,7 +203,10 @@ async fn inbound_inner(server: &Server, el: Element, to: Jid) {
         return;
     }
     if ptype == "available" || ptype == "unavailable" {
-        for h in &server.modules.stanza_hooks {
+        for h in server
+            .modules
+            .stanza_hooks(crate::modules::Events::PRESENCE_INBOUND)
+        {
             h.presence_inbound(server, &target, &el).await;
         }
     }

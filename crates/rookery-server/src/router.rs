@@ -1,7 +1,7 @@
 //! Stanza routing (RFC 6120 §10, RFC 6121 §8): classifies the destination, then hands the stanza
 //! to a module, a local session, the offline store, or bounces it with the right error.
 
-use crate::modules::{IqReply, IqRequest, IqType, Target};
+use crate::modules::{Events, IqReply, IqRequest, IqType, Target};
 use crate::session::{DeliveryError, SessionHandle};
 use crate::{presence, Server};
 use rookery_core::stanza::{self, Kind, StanzaError};
@@ -54,7 +54,7 @@ pub async fn route_from_client(
             }
         },
     };
-    if to.is_some() && !admit_outbound(server, &origin.bare(), &el).await {
+    if to.is_some() && !admit_outbound(server, origin.bare_jid(), &el).await {
         return;
     }
     match stanza::kind(&el) {
@@ -65,17 +65,16 @@ pub async fn route_from_client(
         }
         Some(Kind::Message) => {
             let to = to.unwrap_or_else(|| Jid::from(origin.bare()));
-            let copy = (!server.modules.stanza_hooks.is_empty()).then(|| el.clone());
+            // Observers see the message before it is routed: routing takes it, and a copy of
+            // every message for them cost more than a routing step.
+            for h in server.modules.stanza_hooks(Events::MESSAGE_SENT) {
+                h.message_sent(server, origin, &el).await;
+            }
             if let Some(queued) = route_message(server, el, to).await {
                 server
                     .metrics
                     .routing
                     .observe(queued.saturating_duration_since(arrived));
-            }
-            if let Some(copy) = copy {
-                for h in &server.modules.stanza_hooks {
-                    h.message_sent(server, origin, &copy).await;
-                }
             }
         }
         None => {}
@@ -93,7 +92,12 @@ pub async fn admit_inbound(server: &Server, user: &BareJid, el: &Element) -> boo
 }
 
 async fn admit(server: &Server, user: &BareJid, el: &Element, outbound: bool) -> bool {
-    for h in &server.modules.stanza_hooks {
+    let event = if outbound {
+        Events::OUTBOUND
+    } else {
+        Events::INBOUND
+    };
+    for h in server.modules.stanza_hooks(event) {
         let verdict = if outbound {
             h.outbound(server, user, el).await
         } else {
@@ -113,13 +117,13 @@ async fn admit(server: &Server, user: &BareJid, el: &Element, outbound: bool) ->
 
 /// Lets modules annotate (and archive) a message on its way to a local user, once.
 async fn annotate_inbound(server: &Server, user: &BareJid, el: &mut Element) {
-    for h in &server.modules.stanza_hooks {
+    for h in server.modules.stanza_hooks(Events::MESSAGE_INBOUND) {
         h.message_inbound(server, user, el).await;
     }
 }
 
 async fn delivered(server: &Server, user: &BareJid, el: &Element, sessions: &[u64]) {
-    for h in &server.modules.stanza_hooks {
+    for h in server.modules.stanza_hooks(Events::MESSAGE_DELIVERED) {
         h.message_delivered(server, user, el, sessions).await;
     }
 }
@@ -198,7 +202,7 @@ async fn route_iq(server: &Server, origin: Option<&SessionHandle>, el: Element, 
                 }
                 Dest::Service(d) => to_service(server, &d, el).await,
                 Dest::Bare(user) => {
-                    for h in &server.modules.stanza_hooks {
+                    for h in server.modules.stanza_hooks(Events::IQ_RESPONSE) {
                         if h.iq_response(server, &user, &el).await {
                             break;
                         }
@@ -349,14 +353,15 @@ async fn route_message(server: &Server, el: Element, to: Jid) -> Option<Instant>
         Dest::Service(d) => to_service(server, &d, el).await,
         Dest::Full(full) => match server.sessions.get(&full) {
             Some(s) => {
-                if !admit_inbound(server, &full.to_bare(), &el).await {
+                let user = s.bare_jid();
+                if !admit_inbound(server, user, &el).await {
                     return None;
                 }
                 let mut el = el;
-                annotate_inbound(server, &full.to_bare(), &mut el).await;
+                annotate_inbound(server, user, &mut el).await;
                 if send_to_session(server, &s, el.clone()) {
                     let queued = Instant::now();
-                    delivered(server, &full.to_bare(), &el, &[s.id]).await;
+                    delivered(server, user, &el, &[s.id]).await;
                     return Some(queued);
                 }
                 bounce(server, &el, StanzaError::resource_constraint());
@@ -454,7 +459,7 @@ async fn store_offline(server: &Server, mut el: Element, user: &BareJid) {
         .storage(crate::metrics::StorageOp::OfflinePush, started);
     match pushed {
         Ok(true) => {
-            for h in &server.modules.stanza_hooks {
+            for h in server.modules.stanza_hooks(Events::MESSAGE_OFFLINE) {
                 h.message_offline(server, user, &el).await;
             }
         }

@@ -46,13 +46,26 @@ pub struct PresenceState {
     pub inactive: bool,
 }
 
+/// A session as the rest of the server sees it. Cloned on every lookup, so it is one shared
+/// allocation; its bare JID is kept beside the full one because routing asks for it per stanza.
 #[derive(Clone, Debug)]
-pub struct SessionHandle {
+pub struct SessionHandle(Arc<Handle>);
+
+#[derive(Debug)]
+pub struct Handle {
     pub id: u64,
     pub jid: FullJid,
+    bare: BareJid,
     sink: Sink,
     /// For a session on another node: a copy of its state, kept by the cluster directory.
     pub state: Arc<Mutex<PresenceState>>,
+}
+
+impl std::ops::Deref for SessionHandle {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.0
+    }
 }
 
 /// Where a session's stanzas go: its task on this node, or another node of the cluster.
@@ -71,12 +84,13 @@ pub enum DeliveryError {
 
 impl SessionHandle {
     pub fn new(id: u64, jid: FullJid, tx: crate::inbox::Sender<Outbound>) -> Self {
-        SessionHandle {
+        SessionHandle(Arc::new(Handle {
             id,
+            bare: jid.to_bare(),
             jid,
             sink: Sink::Local(tx),
             state: Arc::default(),
-        }
+        }))
     }
 
     /// A session of another node, as the cluster directory knows it.
@@ -86,12 +100,13 @@ impl SessionHandle {
         sink: crate::cluster::RemoteSink,
         state: PresenceState,
     ) -> Self {
-        SessionHandle {
+        SessionHandle(Arc::new(Handle {
             id,
+            bare: jid.to_bare(),
             jid,
             sink: Sink::Remote(sink),
             state: Arc::new(Mutex::new(state)),
-        }
+        }))
     }
 
     /// The node serving this session, when it is not this one.
@@ -114,7 +129,11 @@ impl SessionHandle {
     }
 
     pub fn bare(&self) -> BareJid {
-        self.jid.to_bare()
+        self.bare.clone()
+    }
+
+    pub fn bare_jid(&self) -> &BareJid {
+        &self.bare
     }
 
     /// Queues a stanza without waiting: a slow reader must not stall its senders.
@@ -216,16 +235,23 @@ pub trait SessionRegistry: Send + Sync {
     }
 }
 
-/// In-process registry, sharded by bare JID so routing takes no global lock.
+/// In-process registry, sharded by bare JID so routing takes no global lock. Keyed by the bare
+/// JID's text, so a full JID finds its entry without building its bare JID.
 #[derive(Default)]
 pub struct LocalRegistry {
-    by_bare: DashMap<BareJid, Vec<SessionHandle>>,
+    by_bare: DashMap<Box<str>, Vec<SessionHandle>, foldhash::fast::RandomState>,
     count: AtomicUsize,
+}
+
+/// The bare part of a full JID's text (a node or domain never holds a `/`).
+fn bare_of(jid: &FullJid) -> &str {
+    let s = jid.as_str();
+    s.split_once('/').map_or(s, |(bare, _)| bare)
 }
 
 impl SessionRegistry for LocalRegistry {
     fn insert(&self, handle: SessionHandle) -> Option<SessionHandle> {
-        let mut entry = self.by_bare.entry(handle.bare()).or_default();
+        let mut entry = self.by_bare.entry(handle.bare.as_str().into()).or_default();
         let list = entry.value_mut();
         if let Some(pos) = list.iter().position(|h| h.jid == handle.jid) {
             return Some(std::mem::replace(&mut list[pos], handle));
@@ -236,9 +262,8 @@ impl SessionRegistry for LocalRegistry {
     }
 
     fn remove(&self, jid: &FullJid, id: u64) -> bool {
-        let bare = jid.to_bare();
         let mut removed = false;
-        self.by_bare.remove_if_mut(&bare, |_, list| {
+        self.by_bare.remove_if_mut(bare_of(jid), |_, list| {
             if let Some(pos) = list.iter().position(|h| h.id == id) {
                 list.remove(pos);
                 removed = true;
@@ -253,13 +278,13 @@ impl SessionRegistry for LocalRegistry {
 
     fn get(&self, jid: &FullJid) -> Option<SessionHandle> {
         self.by_bare
-            .get(&jid.to_bare())
+            .get(bare_of(jid))
             .and_then(|l| l.iter().find(|h| &h.jid == jid).cloned())
     }
 
     fn resources(&self, user: &BareJid) -> Vec<SessionHandle> {
         self.by_bare
-            .get(user)
+            .get(user.as_str())
             .map(|l| l.clone())
             .unwrap_or_default()
     }

@@ -1,5 +1,6 @@
 //! A small owned XML element tree: what a stanza is once parsed, and what features build.
 
+use compact_str::CompactString;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
@@ -17,11 +18,15 @@ pub enum Node {
 /// Children are shared between clones (copy on write), and their serialisation is cached once
 /// shared: fanning one stanza out to many recipients, which differ only in `to`, then copies and
 /// serialises the content once rather than once per recipient.
+///
+/// Names, namespaces and attributes are compact strings: up to 24 bytes (every element name,
+/// most namespaces, attribute names and JIDs) they live inline, so parsing and copying a stanza
+/// allocates per element rather than per string.
 #[derive(Clone)]
 pub struct Element {
-    name: String,
-    ns: String,
-    attrs: Vec<(String, String)>,
+    name: CompactString,
+    ns: CompactString,
+    attrs: Vec<(CompactString, CompactString)>,
     children: Option<Arc<Children>>,
 }
 
@@ -64,11 +69,25 @@ impl std::fmt::Debug for Element {
 }
 
 impl Element {
-    pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<CompactString>, ns: impl Into<CompactString>) -> Self {
         Element {
             name: name.into(),
             ns: ns.into(),
             attrs: Vec::new(),
+            children: None,
+        }
+    }
+
+    /// An element as the parser makes it: parts already owned, attributes checked.
+    pub(crate) fn from_parts(
+        name: CompactString,
+        ns: CompactString,
+        attrs: Vec<(CompactString, CompactString)>,
+    ) -> Self {
+        Element {
+            name,
+            ns,
+            attrs,
             children: None,
         }
     }
@@ -78,6 +97,16 @@ impl Element {
         let c = Arc::make_mut(self.children.get_or_insert_with(Default::default));
         c.xml.take();
         &mut c.nodes
+    }
+
+    /// Appends a child. The first takes room for one only: most elements have one child, and a
+    /// vector's first growth makes room for four (320 bytes kept by every stored presence).
+    fn push_node(&mut self, n: Node) {
+        let nodes = self.nodes_mut();
+        if nodes.capacity() == 0 {
+            nodes.reserve_exact(1);
+        }
+        nodes.push(n);
     }
 
     pub fn name(&self) -> &str {
@@ -92,7 +121,7 @@ impl Element {
         self.name == name && self.ns == ns
     }
 
-    pub fn set_ns(&mut self, ns: impl Into<String>) {
+    pub fn set_ns(&mut self, ns: impl Into<CompactString>) {
         self.ns = ns.into();
         // The cached content was written with the old namespace as the default.
         if self.children.is_some() {
@@ -111,7 +140,7 @@ impl Element {
         self.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    pub fn set_attr(&mut self, key: impl Into<String>, value: impl Into<String>) {
+    pub fn set_attr(&mut self, key: impl Into<CompactString>, value: impl Into<CompactString>) {
         let key = key.into();
         let value = value.into();
         match self.attrs.iter_mut().find(|(k, _)| *k == key) {
@@ -122,11 +151,15 @@ impl Element {
 
     pub fn remove_attr(&mut self, key: &str) -> Option<String> {
         let pos = self.attrs.iter().position(|(k, _)| k == key)?;
-        Some(self.attrs.remove(pos).1)
+        Some(self.attrs.remove(pos).1.into_string())
     }
 
     /// Builder form of [`Element::set_attr`].
-    pub fn with_attr(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_attr(
+        mut self,
+        key: impl Into<CompactString>,
+        value: impl Into<CompactString>,
+    ) -> Self {
         self.set_attr(key, value);
         self
     }
@@ -134,8 +167,8 @@ impl Element {
     /// Sets the attribute only when a value is given.
     pub fn with_opt_attr(
         mut self,
-        key: impl Into<String>,
-        value: Option<impl Into<String>>,
+        key: impl Into<CompactString>,
+        value: Option<impl Into<CompactString>>,
     ) -> Self {
         if let Some(v) = value {
             self.set_attr(key, v);
@@ -144,7 +177,7 @@ impl Element {
     }
 
     pub fn with_child(mut self, child: Element) -> Self {
-        self.nodes_mut().push(Node::Element(child));
+        self.push_node(Node::Element(child));
         self
     }
 
@@ -162,7 +195,7 @@ impl Element {
     }
 
     pub fn push_child(&mut self, child: Element) {
-        self.nodes_mut().push(Node::Element(child));
+        self.push_node(Node::Element(child));
     }
 
     pub fn append_text(&mut self, text: impl Into<String>) {
@@ -170,11 +203,10 @@ impl Element {
         if text.is_empty() {
             return;
         }
-        let nodes = self.nodes_mut();
-        if let Some(Node::Text(last)) = nodes.last_mut() {
+        if let Some(Node::Text(last)) = self.nodes_mut().last_mut() {
             last.push_str(&text);
         } else {
-            nodes.push(Node::Text(text));
+            self.push_node(Node::Text(text));
         }
     }
 
@@ -362,31 +394,37 @@ impl std::fmt::Display for Element {
 }
 
 pub fn escape_text(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\r' => out.push_str("&#13;"),
-            _ => out.push(c),
-        }
-    }
+    escape(out, s, |b| matches!(b, b'<' | b'>' | b'&' | b'\r'));
 }
 
 pub fn escape_attr(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            '\n' | '\r' | '\t' => {
-                let _ = write!(out, "&#{};", c as u32);
-            }
-            _ => out.push(c),
+    escape(out, s, |b| {
+        matches!(b, b'<' | b'>' | b'&' | b'\'' | b'"' | b'\n' | b'\r' | b'\t')
+    });
+}
+
+/// Copies `s` in runs between the bytes `special` picks (all ASCII, so never inside a UTF-8
+/// sequence): most text has none and goes in one copy.
+fn escape(out: &mut String, s: &str, special: impl Fn(u8) -> bool) {
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if !special(b) {
+            continue;
         }
+        out.push_str(&s[start..i]);
+        match b {
+            b'<' => out.push_str("&lt;"),
+            b'>' => out.push_str("&gt;"),
+            b'&' => out.push_str("&amp;"),
+            b'\'' => out.push_str("&apos;"),
+            b'"' => out.push_str("&quot;"),
+            _ => {
+                let _ = write!(out, "&#{};", b);
+            }
+        }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
 }
 
 #[cfg(test)]
@@ -431,6 +469,19 @@ mod tests {
         let xml = el.to_xml();
         assert_eq!(xml, "<body xmlns='jabber:client'>&lt;3 &amp; \"x\"</body>");
         assert_eq!(Element::parse(&xml).unwrap(), el);
+    }
+
+    #[test]
+    fn escapes_every_special_byte_and_keeps_multibyte_text() {
+        let mut t = String::new();
+        escape_text(&mut t, "é<a>&\r'\"\n\tz");
+        assert_eq!(t, "é&lt;a&gt;&amp;&#13;'\"\n\tz");
+        let mut a = String::new();
+        escape_attr(&mut a, "é<a>&\r'\"\n\tz");
+        assert_eq!(a, "é&lt;a&gt;&amp;&#13;&apos;&quot;&#10;&#9;z");
+        let mut plain = String::from("x=");
+        escape_attr(&mut plain, "ünïcode");
+        assert_eq!(plain, "x=ünïcode");
     }
 
     #[test]

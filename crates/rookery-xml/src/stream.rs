@@ -3,6 +3,7 @@
 
 use crate::element::Element;
 use crate::ns;
+use compact_str::CompactString;
 use rxml::error::EndOrError;
 use rxml::{Event, Options, Parse, Parser, WithOptions};
 
@@ -104,7 +105,8 @@ pub enum StreamEvent {
 /// Parses one XML stream: feed it bytes as they arrive, get headers, stanzas and the close.
 /// A stream restart (after STARTTLS or SASL) is a new parser.
 pub struct StreamParser {
-    parser: Parser,
+    /// None after [`StreamParser::compact`]: made again, from `root`, when bytes come.
+    parser: Option<Box<Parser>>,
     limits: Limits,
     /// Elements currently open below the stream root.
     stack: Vec<Element>,
@@ -112,22 +114,82 @@ pub struct StreamParser {
     closed: bool,
     /// Input bytes since the last completed top-level element.
     pending: usize,
+    /// The last event completed the header or a top-level element, and no byte came since.
+    at_boundary: bool,
+    /// What the header's bytes were, while it is being read.
+    head: Vec<u8>,
+    /// The stream root's start tag, for a parser made after compacting: its namespace scope.
+    root: Root,
+}
+
+/// The stream root as a new parser must see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Root {
+    Unknown,
+    /// Declares a default namespace (if any) and the `stream` prefix only, as nearly every
+    /// client does: nothing to keep but the default namespace.
+    Plain(Option<CompactString>),
+    /// Anything else: the start tag as sent.
+    Raw(Box<[u8]>),
+}
+
+fn options(limits: &Limits) -> Options {
+    Options {
+        max_token_length: limits.max_token_bytes,
+        ..Options::default()
+    }
 }
 
 impl StreamParser {
     pub fn new(limits: Limits) -> Self {
-        let opts = Options {
-            max_token_length: limits.max_token_bytes,
-            ..Options::default()
-        };
         StreamParser {
-            parser: Parser::with_options(opts),
+            parser: Some(Box::new(Parser::with_options(options(&limits)))),
             limits,
             stack: Vec::new(),
             header_seen: false,
             closed: false,
             pending: 0,
+            at_boundary: false,
+            head: Vec::new(),
+            root: Root::Unknown,
         }
+    }
+
+    /// Frees what the parser holds between stanzas (its namespace scopes: about a kilobyte)
+    /// when nothing is half-read; the next bytes find a new parser, fed the root's start tag
+    /// first. For connections gone quiet: it costs a parse of that tag.
+    pub fn compact(&mut self) {
+        if self.at_boundary && self.header_seen && !self.closed && self.root != Root::Unknown {
+            self.parser = None;
+            self.stack = Vec::new();
+        }
+    }
+
+    /// The parser, made again after [`StreamParser::compact`] with the root's scope restored.
+    fn parser(&mut self) -> &mut Parser {
+        let limits = &self.limits;
+        let root = &self.root;
+        self.parser.get_or_insert_with(|| {
+            let mut p = Box::new(Parser::with_options(options(limits)));
+            let tag: std::borrow::Cow<[u8]> = match root {
+                Root::Raw(b) => b[..].into(),
+                Root::Plain(default) => {
+                    let mut t = String::from("<stream:stream");
+                    if let Some(d) = default {
+                        t.push_str(" xmlns='");
+                        crate::element::escape_attr(&mut t, d);
+                        t.push('\'');
+                    }
+                    t.push_str(" xmlns:stream='http://etherx.jabber.org/streams'>");
+                    t.into_bytes().into()
+                }
+                Root::Unknown => unreachable!("compact() keeps the parser until the root is known"),
+            };
+            let mut bytes = &tag[..];
+            // It parsed before, as the start of this stream: its only event is the header.
+            while let Ok(Some(_)) = p.parse(&mut bytes, false) {}
+            p
+        })
     }
 
     /// Raise or lower the stanza size limit, e.g. once the peer has authenticated.
@@ -143,8 +205,16 @@ impl StreamParser {
     pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
         while !self.closed {
             let before = data.len();
-            let res = self.parser.parse(&mut data, false);
-            self.pending += before - data.len();
+            let start = data;
+            let res = self.parser().parse(&mut data, false);
+            let used = before - data.len();
+            self.pending += used;
+            if used > 0 {
+                self.at_boundary = false;
+            }
+            if !self.header_seen {
+                self.head.extend_from_slice(&start[..used]);
+            }
             if self.pending > self.limits.max_stanza_bytes {
                 return Err(StreamError::PolicyViolation(format!(
                     "stanza larger than {} bytes",
@@ -159,7 +229,11 @@ impl StreamParser {
                 Err(EndOrError::NeedMoreData) => {
                     // The lexer keeps a scratch buffer of max_token_bytes between reads: most
                     // of an idle connection's memory. Dropped here, taken again on the next read.
-                    self.parser.release_temporaries();
+                    self.parser().release_temporaries();
+                    if self.stack.is_empty() {
+                        // Between stanzas the element stack holds nothing but its capacity.
+                        self.stack = Vec::new();
+                    }
                     return Ok(());
                 }
                 Err(EndOrError::Error(e)) => return Err(StreamError::from_rxml(e)),
@@ -190,6 +264,8 @@ impl StreamParser {
                     }
                     self.header_seen = true;
                     self.pending = 0;
+                    self.at_boundary = true;
+                    self.root = root_of(&std::mem::take(&mut self.head));
                     out.push(StreamEvent::Header(StreamHeader {
                         attrs: convert_attrs(attrs),
                     }));
@@ -200,17 +276,18 @@ impl StreamParser {
                         "elements nested too deeply".into(),
                     ));
                 }
-                let mut el = Element::new(ename.as_str(), ens.as_str());
-                for (k, v) in convert_attrs(attrs) {
-                    el.set_attr(k, v);
-                }
-                self.stack.push(el);
+                self.stack.push(Element::from_parts(
+                    ename.into(),
+                    namespace(ens.as_str()),
+                    element_attrs(attrs),
+                ));
             }
             Event::EndElement(_) => match self.stack.pop() {
                 Some(el) => match self.stack.last_mut() {
                     Some(parent) => parent.push_child(el),
                     None => {
                         self.pending = 0;
+                        self.at_boundary = true;
                         out.push(StreamEvent::Stanza(el));
                     }
                 },
@@ -229,6 +306,140 @@ impl StreamParser {
         }
         Ok(())
     }
+}
+
+/// The stream root's start tag in `head` (what was read up to the header), as [`Root`].
+fn root_of(head: &[u8]) -> Root {
+    let Some(tag) = start_tag(head) else {
+        return Root::Unknown;
+    };
+    let mut default = None;
+    let mut plain = tag.starts_with(b"<stream:stream");
+    for (name, value) in raw_attrs(tag) {
+        match name {
+            b"xmlns" => default = std::str::from_utf8(value).ok().map(CompactString::from),
+            b"xmlns:stream" => plain &= value == ns::STREAM.as_bytes(),
+            n if n.starts_with(b"xmlns:") => plain = false,
+            _ => {}
+        }
+    }
+    // A default namespace written with entity or character references is kept as sent.
+    if plain
+        && !default
+            .as_ref()
+            .is_some_and(|d: &CompactString| d.contains('&'))
+    {
+        Root::Plain(default)
+    } else {
+        Root::Raw(tag.into())
+    }
+}
+
+/// The first start tag in `b`, after any XML declaration, comments or processing instructions.
+fn start_tag(mut b: &[u8]) -> Option<&[u8]> {
+    loop {
+        let lt = b.iter().position(|&c| c == b'<')?;
+        b = &b[lt..];
+        let close: &[u8] = if b.starts_with(b"<?") {
+            b"?>"
+        } else if b.starts_with(b"<!--") {
+            b"-->"
+        } else {
+            let mut quote = None;
+            for (i, &c) in b.iter().enumerate() {
+                match (quote, c) {
+                    (None, b'\'' | b'"') => quote = Some(c),
+                    (Some(q), _) if c == q => quote = None,
+                    (None, b'>') => return Some(&b[..=i]),
+                    _ => {}
+                }
+            }
+            return None;
+        };
+        let end = b.windows(close.len()).position(|w| w == close)?;
+        b = &b[end + close.len()..];
+    }
+}
+
+/// The attributes of a start tag, values as written (no references resolved).
+fn raw_attrs(tag: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = tag;
+    std::iter::from_fn(move || {
+        let eq = rest.iter().position(|&c| c == b'=')?;
+        let name_end = rest[..eq]
+            .iter()
+            .rposition(|c| !c.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        let name_start = rest[..name_end]
+            .iter()
+            .rposition(|c| c.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        let name = &rest[name_start..name_end];
+        let after = &rest[eq + 1..];
+        let q = after.iter().position(|&c| c == b'\'' || c == b'"')?;
+        let quote = after[q];
+        let value_start = q + 1;
+        let len = after[value_start..].iter().position(|&c| c == quote)?;
+        let value = &after[value_start..value_start + len];
+        rest = &after[value_start + len + 1..];
+        Some((name, value))
+    })
+}
+
+/// Attributes as an element keeps them: an attribute map has no repeated names.
+fn element_attrs(attrs: rxml::AttrMap) -> Vec<(CompactString, CompactString)> {
+    let mut out = Vec::with_capacity(attrs.len());
+    for ((ans, name), value) in attrs.into_iter() {
+        let key = if ans.is_none() {
+            name.into()
+        } else if ans.as_str() == ns::XML && name.as_str() == "lang" {
+            CompactString::const_new("xml:lang")
+        } else if ans.as_str() == ns::XML {
+            compact_str::format_compact!("xml:{}", name.as_str())
+        } else {
+            // Clark notation; readable by `attr("{ns}name")`, never serialised back.
+            compact_str::format_compact!("{{{}}}{}", ans.as_str(), name.as_str())
+        };
+        out.push((key, value.into()));
+    }
+    out
+}
+
+/// A namespace name: the ones streams carry most often are shared static text, any other of
+/// up to 24 bytes is stored inline.
+fn namespace(uri: &str) -> CompactString {
+    const KNOWN: &[&str] = &[
+        ns::STREAM,
+        ns::STANZAS_ERR,
+        ns::STREAMS_ERR,
+        ns::SASL,
+        ns::BIND,
+        ns::TLS,
+        ns::SESSION,
+        ns::FRAMING,
+        ns::COMPONENT,
+        "http://jabber.org/protocol/chatstates",
+        "http://jabber.org/protocol/caps",
+        "http://jabber.org/protocol/disco#info",
+        "http://jabber.org/protocol/disco#items",
+        "http://jabber.org/protocol/muc",
+        "http://jabber.org/protocol/muc#user",
+        "http://jabber.org/protocol/muc#admin",
+        "http://jabber.org/protocol/muc#owner",
+        "http://jabber.org/protocol/pubsub",
+        "http://jabber.org/protocol/pubsub#event",
+        "http://jabber.org/protocol/pubsub#owner",
+        "http://jabber.org/protocol/nick",
+        "http://jabber.org/protocol/address",
+        "urn:xmpp:message-correct:0",
+        "urn:xmpp:chat-markers:0",
+    ];
+    if uri.len() > 24 {
+        if let Some(k) = KNOWN.iter().find(|k| **k == uri) {
+            return CompactString::const_new(*k);
+        }
+    }
+    CompactString::from(uri)
 }
 
 fn convert_attrs(attrs: rxml::AttrMap) -> Vec<(String, String)> {
@@ -278,11 +489,11 @@ pub fn parse_document(data: &[u8], limits: &Limits) -> Result<Element, StreamErr
                         "elements nested too deeply".into(),
                     ));
                 }
-                let mut el = Element::new(ename.as_str(), ens.as_str());
-                for (k, v) in convert_attrs(attrs) {
-                    el.set_attr(k, v);
-                }
-                stack.push(el);
+                stack.push(Element::from_parts(
+                    ename.into(),
+                    namespace(ens.as_str()),
+                    element_attrs(attrs),
+                ));
             }
             Ok(Some(Event::EndElement(_))) => {
                 let el = stack.pop().expect("parser balances elements");
@@ -345,6 +556,78 @@ mod tests {
             e => panic!("{e:?}"),
         }
         assert_eq!(out[2], StreamEvent::Close);
+    }
+
+    fn stanzas(out: &[StreamEvent]) -> Vec<String> {
+        out.iter()
+            .filter_map(|e| match e {
+                StreamEvent::Stanza(el) => Some(el.to_xml()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compacting_between_stanzas_keeps_the_root_scope() {
+        // A plain root, and one declaring a prefix its stanzas use (kept as sent).
+        let prefixed = "<stream:stream xmlns='jabber:client' xmlns:stream=\
+            'http://etherx.jabber.org/streams' xmlns:x=\"urn:x\" version='1.0'>";
+        for header in [HEADER, prefixed] {
+            let mut p = StreamParser::new(Limits::default());
+            let mut out = Vec::new();
+            p.feed(header.as_bytes(), &mut out).unwrap();
+            p.compact();
+            p.feed(b"<message><body>1</body></message>", &mut out)
+                .unwrap();
+            assert!(p.parser.is_some());
+            p.compact();
+            assert!(p.parser.is_none(), "{header}");
+            // Split mid-stanza: nothing is compacted while something is half-read.
+            p.feed(b"<message><bo", &mut out).unwrap();
+            p.compact();
+            assert!(p.parser.is_some());
+            p.feed(b"dy>2</body></message>", &mut out).unwrap();
+            p.compact();
+            let more: &[u8] = if header == HEADER {
+                b"<iq type='get'><q xmlns='urn:y'/></iq>"
+            } else {
+                b"<iq type='get'><x:q/></iq>"
+            };
+            p.feed(more, &mut out).unwrap();
+            p.compact();
+            p.feed(b"</stream:stream>", &mut out).unwrap();
+            let got = stanzas(&out);
+            assert_eq!(got.len(), 3, "{header}: {out:?}");
+            assert_eq!(
+                got[0],
+                "<message xmlns='jabber:client'><body>1</body></message>"
+            );
+            assert_eq!(
+                got[1],
+                "<message xmlns='jabber:client'><body>2</body></message>"
+            );
+            assert!(got[2].contains("<q xmlns='urn"), "{}", got[2]);
+            assert_eq!(out.last(), Some(&StreamEvent::Close));
+            assert_eq!(
+                out.iter()
+                    .filter(|e| matches!(e, StreamEvent::Header(_)))
+                    .count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_root_start_tag() {
+        let plain = root_of(HEADER.as_bytes());
+        assert_eq!(plain, Root::Plain(Some("jabber:client".into())));
+        let odd = "<!-- c --><stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
+            xmlns:db='jabber:server:dialback' a='x>y'>";
+        assert_eq!(
+            root_of(odd.as_bytes()),
+            Root::Raw(odd[10..].as_bytes().into())
+        );
+        assert_eq!(root_of(b"<stream:str"), Root::Unknown);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub trait Transport: Send {
     /// A stream restart (after TLS or SASL): a fresh parser with the given limits.
     fn restart(&mut self, limits: Limits);
     fn peer_ip(&self) -> IpAddr;
+    /// Frees what reading holds between stanzas, for a connection gone quiet.
+    fn compact(&mut self) {}
 }
 
 /// Bytes taken from a socket in one read: a full TLS record's plaintext.
@@ -237,6 +239,10 @@ impl Transport for TcpTransport {
 
     fn peer_ip(&self) -> IpAddr {
         self.peer
+    }
+
+    fn compact(&mut self) {
+        self.parser.compact();
     }
 }
 

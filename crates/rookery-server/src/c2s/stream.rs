@@ -699,6 +699,10 @@ async fn session(
     tracing::debug!(%jid, "session ended");
 }
 
+/// After this long without input a connection frees its parser's buffers ([`Transport::compact`]):
+/// most sessions are idle most of the time.
+const QUIET: Duration = Duration::from_secs(2);
+
 /// Serves one connection of a session until it ends.
 #[allow(clippy::too_many_arguments)]
 async fn run_connection(
@@ -714,6 +718,8 @@ async fn run_connection(
     let ping_every = Duration::from_secs(server.config.limits.ping_interval_seconds.max(1));
     let ping_timeout = Duration::from_secs(server.config.limits.ping_timeout_seconds.max(1));
     let mut deadline = Instant::now() + ping_every;
+    // When the connection counts as gone quiet, if it has not yet (see QUIET).
+    let mut quiet_at = Some(Instant::now() + QUIET);
     let mut ping_pending: Option<String> = None;
     // Client State Indication: while inactive, unimportant stanzas wait here.
     let mut inactive = false;
@@ -804,6 +810,9 @@ async fn run_connection(
                 StreamEvent::Header(_) => return End::Error("not-well-formed", None),
             }
         }
+        if conn.queue.capacity() != 0 {
+            conn.queue = VecDeque::new();
+        }
         tokio::select! {
             biased;
             out = rx.recv() => match out {
@@ -845,14 +854,22 @@ async fn run_connection(
             },
             r = conn.t.read_events_vec() => match r {
                 Ok(evs) => {
+                    quiet_at = Some(Instant::now() + QUIET);
                     arrived = std::time::Instant::now();
-                    conn.queue.extend(evs);
+                    // The queue is empty here: take the vector's buffer (given back to the
+                    // allocator before the next wait, rather than kept while the session idles).
+                    conn.queue = VecDeque::from(evs);
                     deadline = Instant::now() + ping_every;
                     ping_pending = None;
                 }
                 Err(e) => return e.into(),
             },
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = tokio::time::sleep_until(quiet_at.map_or(deadline, |q| q.min(deadline))) => {
+                if quiet_at.is_some_and(|q| q < deadline) {
+                    conn.t.compact();
+                    quiet_at = None;
+                    continue;
+                }
                 if ping_pending.is_some() {
                     return End::Error("connection-timeout", Some("no answer to ping".into()));
                 }

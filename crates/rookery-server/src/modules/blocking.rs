@@ -3,8 +3,8 @@
 
 use super::privacy::Store;
 use super::{
-    IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook, StanzaHook,
-    Verdict,
+    Events, IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook,
+    StanzaHook, Verdict,
 };
 use crate::Server;
 use async_trait::async_trait;
@@ -230,6 +230,10 @@ fn sender(el: &Element) -> Option<Jid> {
 
 #[async_trait]
 impl StanzaHook for Blocking {
+    fn events(&self) -> Events {
+        Events::OUTBOUND | Events::INBOUND
+    }
+
     async fn outbound(&self, server: &Server, user: &BareJid, el: &Element) -> Verdict {
         // Most users block nobody: skip parsing addresses for them.
         if self.nobody_blocked(server, user).await {

@@ -1,6 +1,8 @@
 //! XEP-0280 Message Carbons: copies of a user's 1:1 messages to their other enabled resources.
 
-use super::{IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, StanzaHook};
+use super::{
+    Events, IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, StanzaHook,
+};
 use crate::session::SessionHandle;
 use crate::Server;
 use async_trait::async_trait;
@@ -82,6 +84,10 @@ fn copy_to(
 
 #[async_trait]
 impl StanzaHook for Carbons {
+    fn events(&self) -> Events {
+        Events::MESSAGE_SENT | Events::MESSAGE_DELIVERED
+    }
+
     async fn message_sent(&self, server: &Server, origin: &SessionHandle, el: &Element) {
         if eligible(el) {
             copy_to(server, &origin.bare(), "sent", el, |s| s.id == origin.id);

@@ -3,7 +3,8 @@
 //! transaction per batch rather than per message.
 
 use super::{
-    IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook, StanzaHook,
+    Events, IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook,
+    StanzaHook,
 };
 use crate::forms::{self, Field};
 use crate::session::SessionHandle;
@@ -167,6 +168,10 @@ impl Mam {
 
 #[async_trait]
 impl StanzaHook for Mam {
+    fn events(&self) -> Events {
+        Events::MESSAGE_INBOUND | Events::MESSAGE_SENT
+    }
+
     async fn message_inbound(&self, server: &Server, user: &BareJid, el: &mut Element) {
         if !archivable(el) {
             return;

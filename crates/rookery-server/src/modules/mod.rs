@@ -164,9 +164,49 @@ pub enum Verdict {
     Bounce(StanzaError),
 }
 
+/// The calls of [`StanzaHook`] a hook answers. The router makes each call only on the hooks that
+/// list it: every call is a boxed future, and most hooks answer one or two of nine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Events(u16);
+
+impl Events {
+    pub const OUTBOUND: Events = Events(1);
+    pub const INBOUND: Events = Events(1 << 1);
+    pub const MESSAGE_INBOUND: Events = Events(1 << 2);
+    pub const MESSAGE_SENT: Events = Events(1 << 3);
+    pub const MESSAGE_DELIVERED: Events = Events(1 << 4);
+    pub const MESSAGE_OFFLINE: Events = Events(1 << 5);
+    pub const PRESENCE_OUTBOUND: Events = Events(1 << 6);
+    pub const PRESENCE_INBOUND: Events = Events(1 << 7);
+    pub const IQ_RESPONSE: Events = Events(1 << 8);
+    const COUNT: usize = 9;
+    pub const ALL: Events = Events((1 << Self::COUNT) - 1);
+
+    pub fn contains(self, other: Events) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The position of a single event.
+    fn index(self) -> usize {
+        debug_assert_eq!(self.0.count_ones(), 1, "one event at a time");
+        self.0.trailing_zeros() as usize
+    }
+}
+
+impl std::ops::BitOr for Events {
+    type Output = Events;
+    fn bitor(self, o: Events) -> Events {
+        Events(self.0 | o.0)
+    }
+}
+
 /// Hooks on the routing path: filters that may refuse a stanza, and observers of messages.
 #[async_trait]
 pub trait StanzaHook: Send + Sync {
+    /// The calls below this hook answers; the others are not made on it.
+    fn events(&self) -> Events {
+        Events::ALL
+    }
     /// `user` (local) sends `el`. May refuse it.
     async fn outbound(&self, _server: &Server, _user: &BareJid, _el: &Element) -> Verdict {
         Verdict::Pass
@@ -253,7 +293,8 @@ pub struct Registry {
     /// Features offered after authentication (`<ver/>`, `<sub/>`...).
     pub stream_features: Vec<Element>,
     pub hooks: Vec<Arc<dyn SessionHook>>,
-    pub stanza_hooks: Vec<Arc<dyn StanzaHook>>,
+    /// Stanza hooks by the event they answer (`Events::index`).
+    stanza_hooks: [Vec<Arc<dyn StanzaHook>>; Events::COUNT],
     /// Services by domain.
     pub services: HashMap<String, Arc<dyn Service>>,
     /// Disco nodes answered by a module rather than by `disco`.
@@ -430,7 +471,17 @@ impl Registry {
     }
 
     pub fn stanza_hook(&mut self, h: Arc<dyn StanzaHook>) {
-        self.stanza_hooks.push(h);
+        let events = h.events();
+        for (i, list) in self.stanza_hooks.iter_mut().enumerate() {
+            if events.contains(Events(1 << i)) {
+                list.push(h.clone());
+            }
+        }
+    }
+
+    /// The stanza hooks that answer `event`, in registration order.
+    pub fn stanza_hooks(&self, event: Events) -> &[Arc<dyn StanzaHook>] {
+        &self.stanza_hooks[event.index()]
     }
 
     pub fn service(&mut self, domain: &str, s: Arc<dyn Service>) {

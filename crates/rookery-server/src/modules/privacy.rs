@@ -4,8 +4,8 @@
 //! the default list (XEP-0191 §6), so either protocol sees the other's changes.
 
 use super::{
-    IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook, StanzaHook,
-    Verdict,
+    Events, IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook,
+    StanzaHook, Verdict,
 };
 use crate::session::SessionHandle;
 use crate::Server;
@@ -160,6 +160,7 @@ impl super::UserCache for Store {
 #[derive(Default)]
 pub struct Store {
     cache: DashMap<BareJid, Arc<Lists>>,
+    empty: Arc<Lists>,
     epoch: super::CacheEpoch,
 }
 
@@ -189,7 +190,12 @@ impl Store {
                     .await;
             }
         }
-        let l = Arc::new(l);
+        // Most users have no lists: they share one empty copy (a cache entry per online user).
+        let l = if l.default.is_none() && l.lists.is_empty() {
+            self.empty.clone()
+        } else {
+            Arc::new(l)
+        };
         // Invalidated meanwhile: this copy may predate the change, so it is not kept.
         if self.epoch.now() == at {
             self.cache.insert(user.clone(), l.clone());
@@ -555,6 +561,10 @@ fn kind_of(el: &Element, inbound: bool) -> Option<Kind> {
 
 #[async_trait]
 impl StanzaHook for Privacy {
+    fn events(&self) -> Events {
+        Events::OUTBOUND | Events::INBOUND
+    }
+
     async fn outbound(&self, server: &Server, user: &BareJid, el: &Element) -> Verdict {
         // Only presence-out is filtered on the way out (§2.12); the rest is the sender's choice.
         if kind_of(el, false) != Some(Kind::PresenceOut) {

@@ -24,7 +24,7 @@
 //! (§9): they would pass through the app server and the platform's push service.
 
 use super::{
-    CacheEpoch, IqHandler, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook,
+    CacheEpoch, Events, IqHandler, IqRequest, IqResult, IqType, Module, On, Registry, SessionHook,
     StanzaHook, UserCache,
 };
 use crate::session::SessionHandle;
@@ -349,6 +349,10 @@ fn for_resource(resources: &[String]) -> impl Fn(&Registration) -> bool + '_ {
 
 #[async_trait]
 impl StanzaHook for Push {
+    fn events(&self) -> Events {
+        Events::MESSAGE_OFFLINE | Events::MESSAGE_DELIVERED | Events::IQ_RESPONSE
+    }
+
     async fn message_offline(&self, server: &Server, user: &BareJid, el: &Element) {
         if worth_pushing(el) {
             self.notify(server, user, el, |_| true).await;

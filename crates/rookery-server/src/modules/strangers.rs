@@ -3,7 +3,7 @@
 //! and subscription requests from JIDs outside its roster are dropped. This server's own
 //! domains, services and administrators always get through.
 
-use super::{Module, Registry, StanzaHook, Verdict};
+use super::{Events, Module, Registry, StanzaHook, Verdict};
 use crate::Server;
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -61,6 +61,10 @@ fn filtered_kind(el: &Element) -> bool {
 
 #[async_trait]
 impl StanzaHook for Strangers {
+    fn events(&self) -> Events {
+        Events::INBOUND
+    }
+
     async fn inbound(&self, server: &Server, user: &BareJid, el: &Element) -> Verdict {
         let days = server.config.limits.stranger_days;
         if days == 0 || !filtered_kind(el) {

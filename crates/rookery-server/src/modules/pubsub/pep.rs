@@ -8,7 +8,7 @@ use super::engine::{Broadcast, Outcome, Policy, PubSub, Requester};
 use super::node::{self, AccessModel, NodeConfig, Relation, SendLast, NS, OWNER};
 use super::protocol::Op;
 use crate::modules::{
-    DiscoProvider, IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry,
+    DiscoProvider, Events, IqHandler, IqReply, IqRequest, IqResult, IqType, Module, On, Registry,
     SessionHook, StanzaHook, Target,
 };
 use crate::session::SessionHandle;
@@ -520,6 +520,10 @@ impl IqHandler for Pep {
 
 #[async_trait]
 impl StanzaHook for Pep {
+    fn events(&self) -> Events {
+        Events::PRESENCE_OUTBOUND | Events::PRESENCE_INBOUND | Events::IQ_RESPONSE
+    }
+
     async fn presence_outbound(
         &self,
         server: &Server,
