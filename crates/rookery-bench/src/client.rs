@@ -87,6 +87,9 @@ impl AsyncWrite for Stream {
 
 /// The parsing side of an XML stream, independent of the transport it reads from, so that it
 /// survives splitting a connection into read and write halves.
+/// Where [`Reader::next_event_or_message`] hands message stanzas, as their bytes.
+pub type OnMessage<'a> = dyn FnMut(&[u8]) + Send + 'a;
+
 pub struct Reader {
     parser: StreamParser,
     split: Splitter,
@@ -123,13 +126,13 @@ impl Reader {
     pub async fn next_event_or_message<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
-        mut messages: Option<&mut (dyn FnMut(&[u8]) + Send)>,
+        mut messages: Option<&mut OnMessage<'_>>,
     ) -> Result<StreamEvent> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(ev);
             }
-            while let Some((piece, n)) = self.split.next() {
+            while let Some((piece, n)) = self.split.next_piece() {
                 let bytes = &self.split.bytes()[..n];
                 match messages.as_mut() {
                     Some(m) if piece == Piece::Element && split::is_message(bytes) => m(bytes),

@@ -30,7 +30,7 @@ impl Splitter {
 
     /// The next complete piece and the length of its bytes at the front of [`Splitter::bytes`];
     /// take them away with [`Splitter::consume`] before asking again.
-    pub fn next(&mut self) -> Option<(Piece, usize)> {
+    pub fn next_piece(&mut self) -> Option<(Piece, usize)> {
         loop {
             let lt = self.scan + memchr(b'<', &self.buf[self.scan..])?;
             let end = tag_end(&self.buf[lt..])? + lt;
@@ -162,7 +162,7 @@ mod tests {
         let mut out = Vec::new();
         for c in chunks {
             s.push(c);
-            while let Some((p, n)) = s.next() {
+            while let Some((p, n)) = s.next_piece() {
                 out.push((p, String::from_utf8(s.bytes()[..n].to_vec()).unwrap()));
                 s.consume(n);
             }

@@ -122,7 +122,7 @@ async fn annotate_inbound(server: &Server, user: &BareJid, el: &mut Element) {
     }
 }
 
-async fn delivered(server: &Server, user: &BareJid, el: &Element, sessions: &[u64]) {
+async fn delivered(server: &Server, user: &BareJid, el: &Element, sessions: &[SessionHandle]) {
     for h in server.modules.stanza_hooks(Events::MESSAGE_DELIVERED) {
         h.message_delivered(server, user, el, sessions).await;
     }
@@ -361,7 +361,7 @@ async fn route_message(server: &Server, el: Element, to: Jid) -> Option<Instant>
                 annotate_inbound(server, user, &mut el).await;
                 if send_to_session(server, &s, el.clone()) {
                     let queued = Instant::now();
-                    delivered(server, user, &el, &[s.id]).await;
+                    delivered(server, user, &el, std::slice::from_ref(&s)).await;
                     return Some(queued);
                 }
                 bounce(server, &el, StanzaError::resource_constraint());
@@ -406,7 +406,7 @@ async fn message_to_bare(server: &Server, el: Element, user: BareJid) -> Option<
         let mut got = Vec::new();
         for s in targets {
             if send_to_session(server, s, el.clone()) {
-                got.push(s.id);
+                got.push(s.clone());
             }
         }
         if !got.is_empty() {

@@ -221,6 +221,10 @@ pub trait SessionRegistry: Send + Sync {
         self.get(jid)
     }
     fn resources(&self, user: &BareJid) -> Vec<SessionHandle>;
+    /// How many sessions `user` has (routing asks per message, most often to hear "one").
+    fn count(&self, user: &BareJid) -> usize {
+        self.resources(user).len()
+    }
     fn all(&self) -> Vec<SessionHandle>;
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
@@ -287,6 +291,10 @@ impl SessionRegistry for LocalRegistry {
             .get(user.as_str())
             .map(|l| l.clone())
             .unwrap_or_default()
+    }
+
+    fn count(&self, user: &BareJid) -> usize {
+        self.by_bare.get(user.as_str()).map_or(0, |l| l.len())
     }
 
     fn all(&self) -> Vec<SessionHandle> {

@@ -436,7 +436,7 @@ fn namespace(uri: &str) -> CompactString {
     ];
     if uri.len() > 24 {
         if let Some(k) = KNOWN.iter().find(|k| **k == uri) {
-            return CompactString::const_new(*k);
+            return CompactString::const_new(k);
         }
     }
     CompactString::from(uri)
@@ -625,7 +625,7 @@ mod tests {
             xmlns:db='jabber:server:dialback' a='x>y'>";
         assert_eq!(
             root_of(odd.as_bytes()),
-            Root::Raw(odd[10..].as_bytes().into())
+            Root::Raw(odd.as_bytes()[10..].into())
         );
         assert_eq!(root_of(b"<stream:str"), Root::Unknown);
     }

@@ -89,8 +89,8 @@ impl StanzaHook for Carbons {
     }
 
     async fn message_sent(&self, server: &Server, origin: &SessionHandle, el: &Element) {
-        if eligible(el) {
-            copy_to(server, &origin.bare(), "sent", el, |s| s.id == origin.id);
+        if eligible(el) && server.sessions.count(origin.bare_jid()) > 1 {
+            copy_to(server, origin.bare_jid(), "sent", el, |s| s.id == origin.id);
         }
     }
 
@@ -99,10 +99,13 @@ impl StanzaHook for Carbons {
         server: &Server,
         user: &BareJid,
         el: &Element,
-        sessions: &[u64],
+        sessions: &[SessionHandle],
     ) {
-        if eligible(el) {
-            copy_to(server, user, "received", el, |s| sessions.contains(&s.id));
+        // Most accounts have one session, the one that got it: nothing to copy.
+        if eligible(el) && server.sessions.count(user) > sessions.len() {
+            copy_to(server, user, "received", el, |s| {
+                sessions.iter().any(|d| d.id == s.id)
+            });
         }
     }
 }

@@ -219,13 +219,13 @@ pub trait StanzaHook: Send + Sync {
     async fn message_inbound(&self, _server: &Server, _user: &BareJid, _el: &mut Element) {}
     /// A message a local client sent was routed.
     async fn message_sent(&self, _server: &Server, _origin: &SessionHandle, _el: &Element) {}
-    /// A message was delivered to these sessions (ids) of `user`.
+    /// A message was delivered to these sessions of `user`.
     async fn message_delivered(
         &self,
         _server: &Server,
         _user: &BareJid,
         _el: &Element,
-        _sessions: &[u64],
+        _sessions: &[SessionHandle],
     ) {
     }
     /// A message for local `user` went to offline storage (XEP-0160): no session got it.

@@ -364,13 +364,10 @@ impl StanzaHook for Push {
         server: &Server,
         user: &BareJid,
         el: &Element,
-        sessions: &[u64],
+        sessions: &[SessionHandle],
     ) {
-        let away: Vec<String> = server
-            .sessions
-            .resources(user)
-            .into_iter()
-            .filter(|s| sessions.contains(&s.id))
+        let away: Vec<String> = sessions
+            .iter()
             .filter(|s| {
                 let st = s.state.lock().unwrap();
                 st.hibernating || st.inactive
