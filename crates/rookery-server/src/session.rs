@@ -353,6 +353,25 @@ mod tests {
     }
 
     #[test]
+    fn full_jids_find_their_bare_entry_whatever_the_resource_holds() {
+        let reg = LocalRegistry::default();
+        let (a, _ra) = handle(1, "u@h/a/b@c");
+        let (b, _rb) = handle(2, "u@h/x");
+        let (other, _ro) = handle(3, "v@h/a/b@c");
+        reg.insert(a);
+        reg.insert(b);
+        reg.insert(other);
+        let user = BareJid::new("u@h").unwrap();
+        assert_eq!(reg.count(&user), 2);
+        assert_eq!(reg.count(&BareJid::new("w@h").unwrap()), 0);
+        let found = reg.get(&FullJid::new("u@h/a/b@c").unwrap()).unwrap();
+        assert_eq!((found.id, found.bare_jid()), (1, &user));
+        assert!(reg.get(&FullJid::new("u@h/a").unwrap()).is_none());
+        assert!(reg.remove(&FullJid::new("u@h/a/b@c").unwrap(), 1));
+        assert_eq!(reg.count(&user), 1);
+    }
+
+    #[test]
     fn full_inbox_is_reported_not_awaited() {
         let (a, _rx) = handle(1, "u@h/a");
         let el = Element::new("message", "jabber:client");

@@ -577,3 +577,42 @@ pub fn builtin(config: &rookery_core::config::Config) -> Vec<Arc<dyn Module>> {
         Arc::new(strangers::Strangers::default()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Filter;
+
+    #[async_trait]
+    impl StanzaHook for Filter {
+        fn events(&self) -> Events {
+            Events::OUTBOUND | Events::MESSAGE_DELIVERED
+        }
+    }
+
+    struct Everything;
+
+    #[async_trait]
+    impl StanzaHook for Everything {}
+
+    #[test]
+    fn hooks_are_called_only_for_the_events_they_declare() {
+        let mut reg = Registry::default();
+        reg.stanza_hook(Arc::new(Filter));
+        reg.stanza_hook(Arc::new(Everything));
+        assert_eq!(reg.stanza_hooks(Events::OUTBOUND).len(), 2);
+        assert_eq!(reg.stanza_hooks(Events::MESSAGE_DELIVERED).len(), 2);
+        for e in [
+            Events::INBOUND,
+            Events::MESSAGE_INBOUND,
+            Events::MESSAGE_SENT,
+            Events::MESSAGE_OFFLINE,
+            Events::PRESENCE_OUTBOUND,
+            Events::PRESENCE_INBOUND,
+            Events::IQ_RESPONSE,
+        ] {
+            assert_eq!(reg.stanza_hooks(e).len(), 1, "{e:?}");
+        }
+    }
+}
