@@ -3,6 +3,8 @@
 //! benchmark messages can be timed from their bytes while everything else still goes to the
 //! real parser: parsing each message fully cost the generator more than the server spent on it.
 
+use rookery_xml::markup_end;
+
 /// What a piece of the stream is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Piece {
@@ -33,7 +35,7 @@ impl Splitter {
     pub fn next_piece(&mut self) -> Option<(Piece, usize)> {
         loop {
             let lt = self.scan + memchr(b'<', &self.buf[self.scan..])?;
-            let end = tag_end(&self.buf[lt..])? + lt;
+            let end = markup_end(&self.buf[lt..])? + lt;
             let tag = &self.buf[lt..end];
             self.scan = end;
             let piece = if tag.starts_with(b"<?") || tag.starts_with(b"<!") {
@@ -65,33 +67,6 @@ impl Splitter {
         self.buf.drain(..n);
         self.scan -= n;
     }
-}
-
-/// One past the end of the markup that starts `b` (at a `<`): a tag (quoted attribute values
-/// may hold `>`), a comment, a CDATA section or a processing instruction. None when incomplete.
-fn tag_end(b: &[u8]) -> Option<usize> {
-    for (open, close) in [
-        (&b"<!--"[..], &b"-->"[..]),
-        (b"<![CDATA[", b"]]>"),
-        (b"<?", b"?>"),
-    ] {
-        if b.starts_with(open) {
-            return find(&b[open.len()..], close).map(|i| open.len() + i + close.len());
-        }
-        if open.starts_with(&b[..b.len().min(open.len())]) && b.len() < open.len() {
-            return None; // too short to tell yet
-        }
-    }
-    let mut quote = None;
-    for (i, &c) in b.iter().enumerate().skip(1) {
-        match (quote, c) {
-            (None, b'\'' | b'"') => quote = Some(c),
-            (Some(q), _) if c == q => quote = None,
-            (None, b'>') => return Some(i + 1),
-            _ => {}
-        }
-    }
-    None
 }
 
 fn memchr(c: u8, b: &[u8]) -> Option<usize> {
@@ -128,7 +103,7 @@ pub enum Message {
 
 pub fn read_message(piece: &[u8]) -> Message {
     let lt = memchr(b'<', piece).unwrap_or(0);
-    let Some(end) = tag_end(&piece[lt..]) else {
+    let Some(end) = markup_end(&piece[lt..]) else {
         return Message::Other;
     };
     let start_tag = &piece[lt..lt + end];
@@ -139,7 +114,7 @@ pub fn read_message(piece: &[u8]) -> Message {
     let Some(b) = find(content, b"<body") else {
         return Message::NoBody;
     };
-    let Some(open) = tag_end(&content[b..]) else {
+    let Some(open) = markup_end(&content[b..]) else {
         return Message::Other;
     };
     let text = &content[b + open..];

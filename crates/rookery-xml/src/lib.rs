@@ -7,7 +7,9 @@ mod proptests;
 mod stream;
 
 pub use element::{escape_attr, escape_text, Element, Node};
-pub use stream::{parse_document, Limits, StreamError, StreamEvent, StreamHeader, StreamParser};
+pub use stream::{
+    markup_end, parse_document, Limits, StreamError, StreamEvent, StreamHeader, StreamParser,
+};
 
 /// The namespaces every layer above needs to name.
 pub mod ns {

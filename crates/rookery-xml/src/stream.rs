@@ -340,25 +340,42 @@ fn start_tag(mut b: &[u8]) -> Option<&[u8]> {
     loop {
         let lt = b.iter().position(|&c| c == b'<')?;
         b = &b[lt..];
-        let close: &[u8] = if b.starts_with(b"<?") {
-            b"?>"
-        } else if b.starts_with(b"<!--") {
-            b"-->"
-        } else {
-            let mut quote = None;
-            for (i, &c) in b.iter().enumerate() {
-                match (quote, c) {
-                    (None, b'\'' | b'"') => quote = Some(c),
-                    (Some(q), _) if c == q => quote = None,
-                    (None, b'>') => return Some(&b[..=i]),
-                    _ => {}
-                }
-            }
-            return None;
-        };
-        let end = b.windows(close.len()).position(|w| w == close)?;
-        b = &b[end + close.len()..];
+        let end = markup_end(b)?;
+        if !(b.starts_with(b"<?") || b.starts_with(b"<!")) {
+            return Some(&b[..end]);
+        }
+        b = &b[end..];
     }
+}
+
+/// One past the end of the markup that starts `b` (at a `<`): a tag (quoted attribute values
+/// may hold `>`), a comment, a CDATA section or a processing instruction. None while incomplete.
+/// Finds markup without parsing it, for framing a stream's bytes.
+pub fn markup_end(b: &[u8]) -> Option<usize> {
+    for (open, close) in [
+        (&b"<!--"[..], &b"-->"[..]),
+        (b"<![CDATA[", b"]]>"),
+        (b"<?", b"?>"),
+    ] {
+        if b.starts_with(open) {
+            let body = &b[open.len()..];
+            let at = body.windows(close.len()).position(|w| w == close)?;
+            return Some(open.len() + at + close.len());
+        }
+        if b.len() < open.len() && open.starts_with(b) {
+            return None; // too short to tell yet
+        }
+    }
+    let mut quote = None;
+    for (i, &c) in b.iter().enumerate().skip(1) {
+        match (quote, c) {
+            (None, b'\'' | b'"') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (None, b'>') => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The attributes of a start tag, values as written (no references resolved).
