@@ -468,6 +468,44 @@ async fn silent_clients_are_pinged_then_dropped() {
     alice.expect_stream_error("connection-timeout").await;
 }
 
+/// A connection quiet past the point where it frees its parser (two seconds) reads on in the
+/// stream's namespace scope; the one timer for quiet and pings still pings on time after input.
+#[tokio::test]
+async fn quiet_sessions_compact_and_read_on() {
+    let s = TestServer::start_with(|c| {
+        c.limits.ping_interval_seconds = 4;
+    })
+    .await;
+    s.add_user("alice", "pw123456").await;
+    s.add_user("bob", "pw123456").await;
+    let mut alice = s.login("alice", "pw123456").await;
+    let mut bob = s.login("bob", "pw123456").await;
+    for (round, body) in ["after a pause", "after another"].into_iter().enumerate() {
+        // The quiet period is what is tested here: nothing else marks its end.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let (from, to) = if round == 0 {
+            (&mut alice, &mut bob)
+        } else {
+            (&mut bob, &mut alice)
+        };
+        let peer = if round == 0 { "bob" } else { "alice" };
+        from.send(&format!(
+            "<message to='{peer}@localhost/r' type='chat' id='q{round}'><body>{body}</body>\
+             <x:hint xmlns:x='urn:example:hint'/></message>"
+        ))
+        .await;
+        let m = to.recv_until(|e| e.name() == "message").await;
+        assert!(m.is("message", ns::CLIENT));
+        assert_eq!(m.child_text("body", ns::CLIENT).unwrap(), body);
+        assert!(m.has_child("hint", "urn:example:hint"));
+    }
+    // Bob's last input came 2.5 s after his login: his ping is due 4 s after that input.
+    let ping = bob
+        .recv_until(|e| e.has_child("ping", "urn:xmpp:ping"))
+        .await;
+    assert_eq!(ping.attr("type"), Some("get"));
+}
+
 #[tokio::test]
 async fn services_answer_on_the_server_and_accounts() {
     let s = TestServer::start().await;

@@ -4,6 +4,7 @@
 mod element;
 #[cfg(test)]
 mod proptests;
+mod resolve;
 mod stream;
 
 pub use element::{escape_attr, escape_text, Element, Node};

@@ -3,9 +3,10 @@
 
 use crate::element::Element;
 use crate::ns;
+use crate::resolve::{Refused, Resolved, Resolver};
 use compact_str::CompactString;
 use rxml::error::EndOrError;
-use rxml::{Event, Options, Parse, Parser, WithOptions};
+use rxml::{Options, Parse, RawEvent, RawParser, WithOptions};
 
 /// Limits checked while parsing. `max_stanza_bytes` counts raw input bytes of one top-level
 /// element including whatever precedes it, so a header that never closes is caught too.
@@ -105,8 +106,9 @@ pub enum StreamEvent {
 /// Parses one XML stream: feed it bytes as they arrive, get headers, stanzas and the close.
 /// A stream restart (after STARTTLS or SASL) is a new parser.
 pub struct StreamParser {
-    /// None after [`StreamParser::compact`]: made again, from `root`, when bytes come.
-    parser: Option<Box<Parser>>,
+    /// None after [`StreamParser::compact`]: made again, fed `<` `root` `>`, when bytes come.
+    parser: Option<Box<RawParser>>,
+    resolver: Resolver,
     limits: Limits,
     /// Elements currently open below the stream root.
     stack: Vec<Element>,
@@ -116,21 +118,8 @@ pub struct StreamParser {
     pending: usize,
     /// The last event completed the header or a top-level element, and no byte came since.
     at_boundary: bool,
-    /// What the header's bytes were, while it is being read.
-    head: Vec<u8>,
-    /// The stream root's start tag, for a parser made after compacting: its namespace scope.
-    root: Root,
-}
-
-/// The stream root as a new parser must see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Root {
-    Unknown,
-    /// Declares a default namespace (if any) and the `stream` prefix only, as nearly every
-    /// client does: nothing to keep but the default namespace.
-    Plain(Option<CompactString>),
-    /// Anything else: the start tag as sent.
-    Raw(Box<[u8]>),
+    /// The stream root's qualified name as sent (`stream:stream`), once its head opened.
+    root: Option<CompactString>,
 }
 
 fn options(limits: &Limits) -> Options {
@@ -143,50 +132,41 @@ fn options(limits: &Limits) -> Options {
 impl StreamParser {
     pub fn new(limits: Limits) -> Self {
         StreamParser {
-            parser: Some(Box::new(Parser::with_options(options(&limits)))),
+            parser: Some(Box::new(RawParser::with_options(options(&limits)))),
+            resolver: Resolver::new(limits.max_attributes),
             limits,
             stack: Vec::new(),
             header_seen: false,
             closed: false,
             pending: 0,
             at_boundary: false,
-            head: Vec::new(),
-            root: Root::Unknown,
+            root: None,
         }
     }
 
-    /// Frees what the parser holds between stanzas (its namespace scopes: about a kilobyte)
-    /// when nothing is half-read; the next bytes find a new parser, fed the root's start tag
-    /// first. For connections gone quiet: it costs a parse of that tag.
+    /// Frees what the parser holds between stanzas when nothing is half-read; the next bytes
+    /// find a new raw parser, fed the root's start tag first so that it expects the root's end
+    /// tag. The root's namespace scope stays with the resolver. For connections gone quiet.
     pub fn compact(&mut self) {
-        if self.at_boundary && self.header_seen && !self.closed && self.root != Root::Unknown {
+        if self.at_boundary && self.header_seen && !self.closed && self.root.is_some() {
             self.parser = None;
             self.stack = Vec::new();
+            self.resolver.keep_root_only();
         }
     }
 
-    /// The parser, made again after [`StreamParser::compact`] with the root's scope restored.
-    fn parser(&mut self) -> &mut Parser {
+    /// The raw parser, made again after [`StreamParser::compact`].
+    fn parser(&mut self) -> &mut RawParser {
         let limits = &self.limits;
         let root = &self.root;
         self.parser.get_or_insert_with(|| {
-            let mut p = Box::new(Parser::with_options(options(limits)));
-            let tag: std::borrow::Cow<[u8]> = match root {
-                Root::Raw(b) => b[..].into(),
-                Root::Plain(default) => {
-                    let mut t = String::from("<stream:stream");
-                    if let Some(d) = default {
-                        t.push_str(" xmlns='");
-                        crate::element::escape_attr(&mut t, d);
-                        t.push('\'');
-                    }
-                    t.push_str(" xmlns:stream='http://etherx.jabber.org/streams'>");
-                    t.into_bytes().into()
-                }
-                Root::Unknown => unreachable!("compact() keeps the parser until the root is known"),
-            };
-            let mut bytes = &tag[..];
-            // It parsed before, as the start of this stream: its only event is the header.
+            let mut p = Box::new(RawParser::with_options(options(limits)));
+            let root = root
+                .as_ref()
+                .expect("compact() keeps the parser until the root is known");
+            let tag = format!("<{root}>");
+            let mut bytes = tag.as_bytes();
+            // It parsed before, as the start of this stream: only its own head's events come.
             while let Ok(Some(_)) = p.parse(&mut bytes, false) {}
             p
         })
@@ -205,15 +185,11 @@ impl StreamParser {
     pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
         while !self.closed {
             let before = data.len();
-            let start = data;
             let res = self.parser().parse(&mut data, false);
             let used = before - data.len();
             self.pending += used;
             if used > 0 {
                 self.at_boundary = false;
-            }
-            if !self.header_seen {
-                self.head.extend_from_slice(&start[..used]);
             }
             if self.pending > self.limits.max_stanza_bytes {
                 return Err(StreamError::PolicyViolation(format!(
@@ -222,7 +198,22 @@ impl StreamParser {
                 )));
             }
             match res {
-                Ok(Some(ev)) => self.handle(ev, out)?,
+                Ok(Some(ev)) => {
+                    if let (RawEvent::ElementHeadOpen(_, (prefix, local)), None) = (&ev, &self.root)
+                    {
+                        self.root = Some(match prefix {
+                            Some(p) => {
+                                compact_str::format_compact!("{}:{}", p.as_str(), local.as_str())
+                            }
+                            None => local.as_str().into(),
+                        });
+                    }
+                    match self.resolver.resolve(ev) {
+                        Ok(Some(r)) => self.handle(r, out)?,
+                        Ok(None) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Ok(None) => {
                     self.closed = true;
                 }
@@ -242,32 +233,30 @@ impl StreamParser {
         Ok(())
     }
 
-    fn handle(&mut self, ev: Event, out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
+    fn handle(&mut self, ev: Resolved, out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
         match ev {
-            Event::XmlDeclaration(..) => {}
-            Event::StartElement(_, (ens, ename), attrs) => {
-                if attrs.len() > self.limits.max_attributes {
-                    return Err(StreamError::PolicyViolation("too many attributes".into()));
-                }
+            Resolved::Start(el) => {
                 if !self.header_seen {
-                    let local = ename.as_str();
-                    if ens.as_str() != ns::STREAM && ens.as_str() != ns::FRAMING {
+                    if el.ns() != ns::STREAM && el.ns() != ns::FRAMING {
                         return Err(StreamError::InvalidNamespace(format!(
                             "stream root in namespace '{}'",
-                            ens.as_str()
+                            el.ns()
                         )));
                     }
-                    if local != "stream" && local != "open" {
+                    if el.name() != "stream" && el.name() != "open" {
                         return Err(StreamError::NotWellFormed(format!(
-                            "unexpected root element <{local}>"
+                            "unexpected root element <{}>",
+                            el.name()
                         )));
                     }
                     self.header_seen = true;
                     self.pending = 0;
                     self.at_boundary = true;
-                    self.root = root_of(&std::mem::take(&mut self.head));
                     out.push(StreamEvent::Header(StreamHeader {
-                        attrs: convert_attrs(attrs),
+                        attrs: el
+                            .attrs()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
                     }));
                     return Ok(());
                 }
@@ -276,13 +265,9 @@ impl StreamParser {
                         "elements nested too deeply".into(),
                     ));
                 }
-                self.stack.push(Element::from_parts(
-                    ename.into(),
-                    namespace(ens.as_str()),
-                    element_attrs(attrs),
-                ));
+                self.stack.push(el);
             }
-            Event::EndElement(_) => match self.stack.pop() {
+            Resolved::End => match self.stack.pop() {
                 Some(el) => match self.stack.last_mut() {
                     Some(parent) => parent.push_child(el),
                     None => {
@@ -296,7 +281,7 @@ impl StreamParser {
                     out.push(StreamEvent::Close);
                 }
             },
-            Event::Text(_, text) => match self.stack.last_mut() {
+            Resolved::Text(text) => match self.stack.last_mut() {
                 Some(parent) => parent.append_text(text),
                 // Whitespace between stanzas is a keepalive (RFC 6120 §4.6.1).
                 None => {
@@ -308,43 +293,14 @@ impl StreamParser {
     }
 }
 
-/// The stream root's start tag in `head` (what was read up to the header), as [`Root`].
-fn root_of(head: &[u8]) -> Root {
-    let Some(tag) = start_tag(head) else {
-        return Root::Unknown;
-    };
-    let mut default = None;
-    let mut plain = tag.starts_with(b"<stream:stream");
-    for (name, value) in raw_attrs(tag) {
-        match name {
-            b"xmlns" => default = std::str::from_utf8(value).ok().map(CompactString::from),
-            b"xmlns:stream" => plain &= value == ns::STREAM.as_bytes(),
-            n if n.starts_with(b"xmlns:") => plain = false,
-            _ => {}
+impl From<Refused> for StreamError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Xml(e) => StreamError::from_rxml(e),
+            Refused::TooManyAttributes => {
+                StreamError::PolicyViolation("too many attributes".into())
+            }
         }
-    }
-    // A default namespace written with entity or character references is kept as sent.
-    if plain
-        && !default
-            .as_ref()
-            .is_some_and(|d: &CompactString| d.contains('&'))
-    {
-        Root::Plain(default)
-    } else {
-        Root::Raw(tag.into())
-    }
-}
-
-/// The first start tag in `b`, after any XML declaration, comments or processing instructions.
-fn start_tag(mut b: &[u8]) -> Option<&[u8]> {
-    loop {
-        let lt = b.iter().position(|&c| c == b'<')?;
-        b = &b[lt..];
-        let end = markup_end(b)?;
-        if !(b.starts_with(b"<?") || b.starts_with(b"<!")) {
-            return Some(&b[..end]);
-        }
-        b = &b[end..];
     }
 }
 
@@ -378,102 +334,6 @@ pub fn markup_end(b: &[u8]) -> Option<usize> {
     None
 }
 
-/// The attributes of a start tag, values as written (no references resolved).
-fn raw_attrs(tag: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut rest = tag;
-    std::iter::from_fn(move || {
-        let eq = rest.iter().position(|&c| c == b'=')?;
-        let name_end = rest[..eq]
-            .iter()
-            .rposition(|c| !c.is_ascii_whitespace())
-            .map_or(0, |i| i + 1);
-        let name_start = rest[..name_end]
-            .iter()
-            .rposition(|c| c.is_ascii_whitespace())
-            .map_or(0, |i| i + 1);
-        let name = &rest[name_start..name_end];
-        let after = &rest[eq + 1..];
-        let q = after.iter().position(|&c| c == b'\'' || c == b'"')?;
-        let quote = after[q];
-        let value_start = q + 1;
-        let len = after[value_start..].iter().position(|&c| c == quote)?;
-        let value = &after[value_start..value_start + len];
-        rest = &after[value_start + len + 1..];
-        Some((name, value))
-    })
-}
-
-/// Attributes as an element keeps them: an attribute map has no repeated names.
-fn element_attrs(attrs: rxml::AttrMap) -> Vec<(CompactString, CompactString)> {
-    let mut out = Vec::with_capacity(attrs.len());
-    for ((ans, name), value) in attrs.into_iter() {
-        let key = if ans.is_none() {
-            name.into()
-        } else if ans.as_str() == ns::XML && name.as_str() == "lang" {
-            CompactString::const_new("xml:lang")
-        } else if ans.as_str() == ns::XML {
-            compact_str::format_compact!("xml:{}", name.as_str())
-        } else {
-            // Clark notation; readable by `attr("{ns}name")`, never serialised back.
-            compact_str::format_compact!("{{{}}}{}", ans.as_str(), name.as_str())
-        };
-        out.push((key, value.into()));
-    }
-    out
-}
-
-/// A namespace name: the ones streams carry most often are shared static text, any other of
-/// up to 24 bytes is stored inline.
-fn namespace(uri: &str) -> CompactString {
-    const KNOWN: &[&str] = &[
-        ns::STREAM,
-        ns::STANZAS_ERR,
-        ns::STREAMS_ERR,
-        ns::SASL,
-        ns::BIND,
-        ns::TLS,
-        ns::SESSION,
-        ns::FRAMING,
-        ns::COMPONENT,
-        "http://jabber.org/protocol/chatstates",
-        "http://jabber.org/protocol/caps",
-        "http://jabber.org/protocol/disco#info",
-        "http://jabber.org/protocol/disco#items",
-        "http://jabber.org/protocol/muc",
-        "http://jabber.org/protocol/muc#user",
-        "http://jabber.org/protocol/muc#admin",
-        "http://jabber.org/protocol/muc#owner",
-        "http://jabber.org/protocol/pubsub",
-        "http://jabber.org/protocol/pubsub#event",
-        "http://jabber.org/protocol/pubsub#owner",
-        "http://jabber.org/protocol/nick",
-        "http://jabber.org/protocol/address",
-        "urn:xmpp:message-correct:0",
-        "urn:xmpp:chat-markers:0",
-    ];
-    if uri.len() > 24 {
-        if let Some(k) = KNOWN.iter().find(|k| **k == uri) {
-            return CompactString::const_new(k);
-        }
-    }
-    CompactString::from(uri)
-}
-
-fn convert_attrs(attrs: rxml::AttrMap) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(attrs.len());
-    for ((ans, name), value) in attrs.into_iter() {
-        if ans.is_none() {
-            out.push((name.as_str().to_owned(), value));
-        } else if ans.as_str() == ns::XML {
-            out.push((format!("xml:{}", name.as_str()), value));
-        } else {
-            // Clark notation; readable by `attr("{ns}name")`, never serialised back.
-            out.push((format!("{{{}}}{}", ans.as_str(), name.as_str()), value));
-        }
-    }
-    out
-}
-
 /// Parses a complete standalone element (stored XML, tests) with default limits.
 pub(crate) fn parse_fragment(data: &[u8]) -> Result<Element, StreamError> {
     parse_document(data, &Limits::default())
@@ -487,49 +347,43 @@ pub fn parse_document(data: &[u8], limits: &Limits) -> Result<Element, StreamErr
             limits.max_stanza_bytes
         )));
     }
-    let mut parser = Parser::with_options(Options {
-        max_token_length: limits.max_token_bytes,
-        ..Options::default()
-    });
+    let mut parser = RawParser::with_options(options(limits));
+    let mut resolver = Resolver::new(limits.max_attributes);
     let mut stack: Vec<Element> = Vec::new();
     let mut root = None;
     let mut buf = data;
     loop {
-        match parser.parse(&mut buf, true) {
-            Ok(Some(Event::StartElement(_, (ens, ename), attrs))) => {
-                if attrs.len() > limits.max_attributes {
-                    return Err(StreamError::PolicyViolation("too many attributes".into()));
-                }
+        let ev = match parser.parse(&mut buf, true) {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(EndOrError::NeedMoreData) => {
+                return Err(StreamError::NotWellFormed("truncated document".into()))
+            }
+            Err(EndOrError::Error(e)) => return Err(StreamError::from_rxml(e)),
+        };
+        match resolver.resolve(ev)? {
+            Some(Resolved::Start(el)) => {
                 // The document root does not count towards stanza depth.
                 if stack.len() > limits.max_depth {
                     return Err(StreamError::PolicyViolation(
                         "elements nested too deeply".into(),
                     ));
                 }
-                stack.push(Element::from_parts(
-                    ename.into(),
-                    namespace(ens.as_str()),
-                    element_attrs(attrs),
-                ));
+                stack.push(el);
             }
-            Ok(Some(Event::EndElement(_))) => {
+            Some(Resolved::End) => {
                 let el = stack.pop().expect("parser balances elements");
                 match stack.last_mut() {
                     Some(p) => p.push_child(el),
                     None => root = Some(el),
                 }
             }
-            Ok(Some(Event::Text(_, t))) => {
+            Some(Resolved::Text(t)) => {
                 if let Some(p) = stack.last_mut() {
                     p.append_text(t);
                 }
             }
-            Ok(Some(Event::XmlDeclaration(..))) => {}
-            Ok(None) => break,
-            Err(EndOrError::NeedMoreData) => {
-                return Err(StreamError::NotWellFormed("truncated document".into()))
-            }
-            Err(EndOrError::Error(e)) => return Err(StreamError::from_rxml(e)),
+            None => {}
         }
     }
     root.ok_or_else(|| StreamError::NotWellFormed("no element".into()))
@@ -635,16 +489,48 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_root_start_tag() {
-        let plain = root_of(HEADER.as_bytes());
-        assert_eq!(plain, Root::Plain(Some("jabber:client".into())));
-        let odd = "<!-- c --><stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
-            xmlns:db='jabber:server:dialback' a='x>y'>";
-        assert_eq!(
-            root_of(odd.as_bytes()),
-            Root::Raw(odd.as_bytes()[10..].into())
+    fn resolves_prefixes_and_checks_attributes() {
+        let ok = "<a xmlns='urn:a' xmlns:p='urn:p' p:x='1' x='2' xml:lang='en'>\
+            <p:b><c xmlns='' p:y='3'/></p:b></a>";
+        let el = parse_document(ok.as_bytes(), &Limits::default()).unwrap();
+        assert!(el.is("a", "urn:a"));
+        assert_eq!(el.attr("{urn:p}x"), Some("1"));
+        assert_eq!(el.attr("x"), Some("2"));
+        assert_eq!(el.attr("xml:lang"), Some("en"));
+        let b = el.get_child("b", "urn:p").unwrap();
+        let c = b.get_child("c", "").unwrap();
+        assert_eq!(c.attr("{urn:p}y"), Some("3"));
+        for (bad, condition) in [
+            ("<a x='1' x='2'/>", "not-well-formed"),
+            ("<a xmlns='urn:a' xmlns='urn:b'/>", "not-well-formed"),
+            ("<a xmlns:p='urn:a' xmlns:p='urn:b'/>", "not-well-formed"),
+            // The same attribute under two prefixes bound to one namespace.
+            (
+                "<a xmlns:p='urn:a' xmlns:q='urn:a' p:x='1' q:x='2'/>",
+                "not-well-formed",
+            ),
+            ("<p:a/>", "not-well-formed"),
+            ("<a p:x='1'/>", "not-well-formed"),
+            ("<a><p:b xmlns:p='urn:p'/><p:c/></a>", "not-well-formed"),
+            ("<a xmlns:xmlns='urn:x'/>", "not-well-formed"),
+            (
+                "<a xmlns:p='http://www.w3.org/2000/xmlns/'/>",
+                "not-well-formed",
+            ),
+            ("<a xmlns:p=''/>", "not-well-formed"),
+        ] {
+            let err = parse_document(bad.as_bytes(), &Limits::default()).unwrap_err();
+            assert_eq!(err.condition(), condition, "{bad}: {err}");
+        }
+        let many = format!(
+            "<a {}/>",
+            (0..65)
+                .map(|i| format!("a{i}='x'"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
-        assert_eq!(root_of(b"<stream:str"), Root::Unknown);
+        let err = parse_document(many.as_bytes(), &Limits::default()).unwrap_err();
+        assert_eq!(err.condition(), "policy-violation");
     }
 
     #[test]

@@ -717,10 +717,16 @@ async fn run_connection(
     let server = conn.server.clone();
     let ping_every = Duration::from_secs(server.config.limits.ping_interval_seconds.max(1));
     let ping_timeout = Duration::from_secs(server.config.limits.ping_timeout_seconds.max(1));
-    let mut deadline = Instant::now() + ping_every;
-    // When the connection counts as gone quiet, if it has not yet (see QUIET).
-    let mut quiet_at = Some(Instant::now() + QUIET);
-    let mut ping_pending: Option<String> = None;
+    // One timer serves the quiet point (see QUIET) and the ping deadline. Input moves both
+    // later without touching the timer: when it fires early it is set again from `last_input`,
+    // so a busy connection does not re-arm a timer per read.
+    let mut last_input = Instant::now();
+    let mut compacted = false;
+    let mut ping_pending: Option<(String, Instant)> = None;
+    let timer = tokio::time::sleep_until(last_input + QUIET.min(ping_every));
+    tokio::pin!(timer);
+    let shutdown = server.shutdown.cancelled();
+    tokio::pin!(shutdown);
     // Client State Indication: while inactive, unimportant stanzas wait here.
     let mut inactive = false;
     handle.update(server.sessions.as_ref(), |st| st.inactive = false);
@@ -854,39 +860,53 @@ async fn run_connection(
             },
             r = conn.t.read_events_vec() => match r {
                 Ok(evs) => {
-                    quiet_at = Some(Instant::now() + QUIET);
                     arrived = std::time::Instant::now();
+                    last_input = Instant::from_std(arrived);
+                    if compacted {
+                        compacted = false;
+                        timer.as_mut().reset(last_input + QUIET.min(ping_every));
+                    }
                     // The queue is empty here: take the vector's buffer (given back to the
                     // allocator before the next wait, rather than kept while the session idles).
                     conn.queue = VecDeque::from(evs);
-                    deadline = Instant::now() + ping_every;
                     ping_pending = None;
                 }
                 Err(e) => return e.into(),
             },
-            _ = tokio::time::sleep_until(quiet_at.map_or(deadline, |q| q.min(deadline))) => {
-                if quiet_at.is_some_and(|q| q < deadline) {
+            _ = &mut timer => {
+                let now = Instant::now();
+                if !compacted && now >= last_input + QUIET {
                     conn.t.compact();
-                    quiet_at = None;
-                    continue;
+                    compacted = true;
                 }
-                if ping_pending.is_some() {
-                    return End::Error("connection-timeout", Some("no answer to ping".into()));
+                let ping_due = match &ping_pending {
+                    Some((_, sent)) => *sent + ping_timeout,
+                    None => last_input + ping_every,
+                };
+                if now >= ping_due {
+                    if ping_pending.is_some() {
+                        return End::Error("connection-timeout", Some("no answer to ping".into()));
+                    }
+                    let id = format!("ping{}", server.next_id());
+                    let ping = Element::new("iq", ns::CLIENT)
+                        .with_attr("type", "get")
+                        .with_attr("id", id.clone())
+                        .with_attr("from", jid.domain().to_string())
+                        .with_attr("to", jid.to_string())
+                        .with_child(Element::new("ping", "urn:xmpp:ping"));
+                    if conn.t.send(&[ping]).await.is_err() {
+                        return End::Lost;
+                    }
+                    ping_pending = Some((id, now));
                 }
-                let id = format!("ping{}", server.next_id());
-                let ping = Element::new("iq", ns::CLIENT)
-                    .with_attr("type", "get")
-                    .with_attr("id", id.clone())
-                    .with_attr("from", jid.domain().to_string())
-                    .with_attr("to", jid.to_string())
-                    .with_child(Element::new("ping", "urn:xmpp:ping"));
-                if conn.t.send(&[ping]).await.is_err() {
-                    return End::Lost;
-                }
-                ping_pending = Some(id);
-                deadline = Instant::now() + ping_timeout;
+                let ping_due = match &ping_pending {
+                    Some((_, sent)) => *sent + ping_timeout,
+                    None => last_input + ping_every,
+                };
+                let next = if compacted { ping_due } else { ping_due.min(last_input + QUIET) };
+                timer.as_mut().reset(next);
             },
-            _ = server.shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 // Flush what was already routed here before saying goodbye.
                 let mut batch = Vec::new();
                 while let Ok(Outbound::Stanza(e)) = rx.try_recv() {
@@ -972,7 +992,7 @@ async fn handle_client_stanza(
     server: &Server,
     handle: &SessionHandle,
     mut el: Element,
-    ping_pending: &mut Option<String>,
+    ping_pending: &mut Option<(String, Instant)>,
     lang: Option<&str>,
     arrived: std::time::Instant,
 ) -> Option<End> {
@@ -996,8 +1016,9 @@ async fn handle_client_stanza(
     if el.name() == "iq" {
         let t = el.attr("type");
         if (t == Some("result") || t == Some("error"))
-            && ping_pending.is_some()
-            && el.attr("id") == ping_pending.as_deref()
+            && ping_pending
+                .as_ref()
+                .is_some_and(|(id, _)| el.attr("id") == Some(id.as_str()))
         {
             *ping_pending = None;
             return None;
