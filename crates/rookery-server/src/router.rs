@@ -380,7 +380,14 @@ async fn route_message(server: &Server, el: Element, to: Jid) -> Option<Instant>
 
 /// RFC 6121 §8.5.2: a message to a local bare JID. Returns when it was queued for a session.
 async fn message_to_bare(server: &Server, el: Element, user: BareJid) -> Option<Instant> {
-    let mtype = el.attr("type").unwrap_or("normal").to_string();
+    // RFC 6121 §5.2.2: an unknown type is handled as "normal".
+    let mtype = match el.attr("type") {
+        Some("chat") => "chat",
+        Some("groupchat") => "groupchat",
+        Some("headline") => "headline",
+        Some("error") => "error",
+        _ => "normal",
+    };
     if mtype == "groupchat" {
         bounce(server, &el, StanzaError::service_unavailable());
         return None;

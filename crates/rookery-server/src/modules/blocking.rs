@@ -65,12 +65,11 @@ impl Blocking {
     }
 
     async fn nobody_blocked(&self, server: &Server, user: &BareJid) -> bool {
-        self.store
-            .lists(server, user)
-            .await
-            .blocked()
-            .next()
-            .is_none()
+        let none = |l: &super::privacy::Lists| l.blocked().next().is_none();
+        match self.store.with_cached(user, none) {
+            Some(none) => none,
+            None => none(&*self.store.lists(server, user).await),
+        }
     }
 
     async fn blocks(&self, server: &Server, user: &BareJid, other: &Jid) -> bool {

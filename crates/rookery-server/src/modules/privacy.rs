@@ -159,12 +159,19 @@ impl super::UserCache for Store {
 /// modules.
 #[derive(Default)]
 pub struct Store {
-    cache: DashMap<BareJid, Arc<Lists>>,
+    /// Looked up up to three times per message routed (blocking both ways, privacy inbound).
+    cache: DashMap<BareJid, Arc<Lists>, foldhash::fast::RandomState>,
     empty: Arc<Lists>,
     epoch: super::CacheEpoch,
 }
 
 impl Store {
+    /// `f` of `user`'s cached lists, or None when they are not cached: the routing path's
+    /// question without a reference count taken and given back per message.
+    pub fn with_cached<R>(&self, user: &BareJid, f: impl FnOnce(&Lists) -> R) -> Option<R> {
+        self.cache.get(user).map(|l| f(&l))
+    }
+
     pub async fn lists(&self, server: &Server, user: &BareJid) -> Arc<Lists> {
         if let Some(l) = self.cache.get(user) {
             return l.clone();
@@ -596,7 +603,11 @@ impl StanzaHook for Privacy {
             return Verdict::Pass;
         };
         // Most users have no lists: skip parsing addresses for them.
-        if self.lists(server, user).await.lists.is_empty() {
+        let none = match self.store.with_cached(user, |l| l.lists.is_empty()) {
+            Some(none) => none,
+            None => self.lists(server, user).await.lists.is_empty(),
+        };
+        if none {
             return Verdict::Pass;
         }
         let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
