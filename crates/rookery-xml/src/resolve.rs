@@ -37,10 +37,16 @@ struct Head {
     attrs: Vec<(Option<CompactString>, CompactString, CompactString)>,
 }
 
+/// Every signed-in session holds one, so what an idle stream keeps is small: the root's scope
+/// inline, no other scope, no head.
 #[derive(Default)]
 pub(crate) struct Resolver {
+    /// The outermost element's scope (a stream's root), once its head is read.
+    root: Option<Scope>,
+    /// The scopes of the elements open below it, innermost last.
     scopes: Vec<Scope>,
-    head: Head,
+    /// The head being read; made with the first element, freed by [`Resolver::keep_root_only`].
+    head: Option<Box<Head>>,
     max_attributes: usize,
 }
 
@@ -60,20 +66,24 @@ impl Resolver {
 
     /// Forgets every scope but the outermost (the stream root's), and any capacity held.
     pub(crate) fn keep_root_only(&mut self) {
-        self.scopes.truncate(1);
-        self.scopes.shrink_to_fit();
-        self.head = Head::default();
+        self.scopes = Vec::new();
+        self.head = None;
+    }
+
+    /// The scopes in force, innermost first.
+    fn in_force(&self) -> impl Iterator<Item = &Scope> {
+        self.scopes.iter().rev().chain(self.root.iter())
     }
 
     pub(crate) fn resolve(&mut self, ev: RawEvent) -> Result<Option<Resolved>, Refused> {
         match ev {
             RawEvent::XmlDeclaration(..) => Ok(None),
             RawEvent::ElementHeadOpen(_, name) => {
-                self.head.name = Some(name);
+                self.head.get_or_insert_with(Box::default).name = Some(name);
                 Ok(None)
             }
             RawEvent::Attribute(_, (prefix, local), value) => {
-                let h = &mut self.head;
+                let h = self.head.as_mut().expect("raw parser opens a head first");
                 if h.attrs.len() + h.prefixes.len() + usize::from(h.default.is_some())
                     >= self.max_attributes
                 {
@@ -112,7 +122,9 @@ impl Resolver {
             }
             RawEvent::ElementHeadClose(_) => self.close_head().map(|el| Some(Resolved::Start(el))),
             RawEvent::ElementFoot(_) => {
-                self.scopes.pop();
+                if self.scopes.pop().is_none() {
+                    self.root = None;
+                }
                 Ok(Some(Resolved::End))
             }
             RawEvent::Text(_, text) => Ok(Some(Resolved::Text(text))),
@@ -120,29 +132,28 @@ impl Resolver {
     }
 
     fn close_head(&mut self) -> Result<Element, Refused> {
-        let (prefix, local) = self
-            .head
-            .name
-            .take()
-            .expect("raw parser opens a head first");
-        let default = match self.head.default.take() {
-            Some(d) => d,
-            None => self
-                .scopes
-                .last()
-                .map_or_else(CompactString::default, |s| s.default.clone()),
-        };
-        self.scopes.push(Scope {
-            default,
-            prefixes: std::mem::take(&mut self.head.prefixes),
+        let h = self.head.as_mut().expect("raw parser opens a head first");
+        let (prefix, local) = h.name.take().expect("raw parser opens a head first");
+        let declared = h.default.take();
+        let prefixes = std::mem::take(&mut h.prefixes);
+        let default = declared.unwrap_or_else(|| {
+            self.in_force()
+                .next()
+                .map_or_else(CompactString::default, |s| s.default.clone())
         });
+        let scope = Scope { default, prefixes };
+        if self.root.is_none() {
+            self.root = Some(scope);
+        } else {
+            self.scopes.push(scope);
+        }
         let ns = match &prefix {
-            None => self.scopes.last().expect("just pushed").default.clone(),
-            Some(p) => self.lookup(p)?,
+            None => self.in_force().next().expect("just pushed").default.clone(),
+            Some(p) => lookup(self.in_force(), p)?.clone(),
         };
-        let mut attrs: Vec<(CompactString, CompactString)> =
-            Vec::with_capacity(self.head.attrs.len());
-        for (prefix, local, value) in self.head.attrs.drain(..) {
+        let h = self.head.as_mut().expect("raw parser opens a head first");
+        let mut attrs: Vec<(CompactString, CompactString)> = Vec::with_capacity(h.attrs.len());
+        for (prefix, local, value) in h.attrs.drain(..) {
             let key = match prefix {
                 None => local,
                 Some(p) if p == "xml" => {
@@ -153,7 +164,10 @@ impl Resolver {
                     }
                 }
                 // Clark notation; readable by `attr("{ns}name")`, never serialised back.
-                Some(p) => compact_str::format_compact!("{{{}}}{local}", lookup(&self.scopes, &p)?),
+                Some(p) => {
+                    let scopes = self.scopes.iter().rev().chain(self.root.iter());
+                    compact_str::format_compact!("{{{}}}{local}", lookup(scopes, &p)?)
+                }
             };
             // Namespace constraint: Attributes Unique. Keys name (namespace, local name) pairs
             // one to one: local names hold no ':' and never start with '{'.
@@ -164,21 +178,18 @@ impl Resolver {
         }
         Ok(Element::from_parts(local.into(), ns, attrs))
     }
-
-    fn lookup(&self, prefix: &str) -> Result<CompactString, Refused> {
-        lookup(&self.scopes, prefix).cloned()
-    }
 }
 
 /// Namespace constraint: Prefix Declared. `xml` is bound without a declaration.
-fn lookup<'a>(scopes: &'a [Scope], prefix: &str) -> Result<&'a CompactString, Refused> {
+fn lookup<'a>(
+    mut scopes: impl Iterator<Item = &'a Scope>,
+    prefix: &str,
+) -> Result<&'a CompactString, Refused> {
     static XML: CompactString = CompactString::const_new(ns::XML);
     if prefix == "xml" {
         return Ok(&XML);
     }
     scopes
-        .iter()
-        .rev()
         .find_map(|s| s.prefixes.iter().find(|(p, _)| p == prefix))
         .map(|(_, uri)| uri)
         .ok_or(Refused::Xml(rxml::Error::UndeclaredNamespacePrefix(None)))

@@ -185,10 +185,17 @@ impl StreamParser {
     pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
         while !self.closed {
             let before = data.len();
+            let chunk = data;
             let res = self.parser().parse(&mut data, false);
             let used = before - data.len();
             self.pending += used;
-            if used > 0 {
+            // Whitespace after a stanza (a keepalive, RFC 6120 §4.6.1) leaves nothing half-read
+            // that matters: a connection that sends only keepalives still compacts.
+            if used > 0
+                && !chunk[..used]
+                    .iter()
+                    .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            {
                 self.at_boundary = false;
             }
             if self.pending > self.limits.max_stanza_bytes {
@@ -486,6 +493,31 @@ mod tests {
                 1
             );
         }
+    }
+
+    #[test]
+    fn keepalives_do_not_keep_a_connection_from_compacting() {
+        let mut p = StreamParser::new(Limits::default());
+        let mut out = Vec::new();
+        p.feed(HEADER.as_bytes(), &mut out).unwrap();
+        p.feed(b"<message><body>1</body></message>", &mut out)
+            .unwrap();
+        p.feed(b" ", &mut out).unwrap();
+        p.feed(b"\n", &mut out).unwrap();
+        p.compact();
+        assert!(p.parser.is_none());
+        // Text that is not whitespace, or a tag begun, keeps the parser.
+        p.feed(b" <mess", &mut out).unwrap();
+        p.compact();
+        assert!(p.parser.is_some());
+        p.feed(b"age><body>2</body></message>", &mut out).unwrap();
+        assert_eq!(
+            stanzas(&out),
+            [
+                "<message xmlns='jabber:client'><body>1</body></message>",
+                "<message xmlns='jabber:client'><body>2</body></message>"
+            ]
+        );
     }
 
     #[test]
