@@ -70,11 +70,6 @@ impl Resolver {
         self.head = None;
     }
 
-    /// The scopes in force, innermost first.
-    fn in_force(&self) -> impl Iterator<Item = &Scope> {
-        self.scopes.iter().rev().chain(self.root.iter())
-    }
-
     pub(crate) fn resolve(&mut self, ev: RawEvent) -> Result<Option<Resolved>, Refused> {
         match ev {
             RawEvent::XmlDeclaration(..) => Ok(None),
@@ -137,7 +132,7 @@ impl Resolver {
         let declared = h.default.take();
         let prefixes = std::mem::take(&mut h.prefixes);
         let default = declared.unwrap_or_else(|| {
-            self.in_force()
+            in_force(&self.scopes, &self.root)
                 .next()
                 .map_or_else(CompactString::default, |s| s.default.clone())
         });
@@ -148,8 +143,12 @@ impl Resolver {
             self.scopes.push(scope);
         }
         let ns = match &prefix {
-            None => self.in_force().next().expect("just pushed").default.clone(),
-            Some(p) => lookup(self.in_force(), p)?.clone(),
+            None => in_force(&self.scopes, &self.root)
+                .next()
+                .expect("just pushed")
+                .default
+                .clone(),
+            Some(p) => lookup(in_force(&self.scopes, &self.root), p)?.clone(),
         };
         let h = self.head.as_mut().expect("raw parser opens a head first");
         let mut attrs: Vec<(CompactString, CompactString)> = Vec::with_capacity(h.attrs.len());
@@ -165,8 +164,8 @@ impl Resolver {
                 }
                 // Clark notation; readable by `attr("{ns}name")`, never serialised back.
                 Some(p) => {
-                    let scopes = self.scopes.iter().rev().chain(self.root.iter());
-                    compact_str::format_compact!("{{{}}}{local}", lookup(scopes, &p)?)
+                    let uri = lookup(in_force(&self.scopes, &self.root), &p)?;
+                    compact_str::format_compact!("{{{uri}}}{local}")
                 }
             };
             // Namespace constraint: Attributes Unique. Keys name (namespace, local name) pairs
@@ -178,6 +177,12 @@ impl Resolver {
         }
         Ok(Element::from_parts(local.into(), ns, attrs))
     }
+}
+
+/// The scopes in force, innermost first. Free of `self` so that the head can be read while it
+/// is borrowed.
+fn in_force<'a>(scopes: &'a [Scope], root: &'a Option<Scope>) -> impl Iterator<Item = &'a Scope> {
+    scopes.iter().rev().chain(root.iter())
 }
 
 /// Namespace constraint: Prefix Declared. `xml` is bound without a declaration.
@@ -197,7 +202,7 @@ fn lookup<'a>(
 
 /// A namespace name: the ones streams carry most often are shared static text, any other of
 /// up to 24 bytes is stored inline.
-pub(crate) fn namespace(uri: &str) -> CompactString {
+fn namespace(uri: &str) -> CompactString {
     const KNOWN: &[&str] = &[
         ns::STREAM,
         ns::STANZAS_ERR,

@@ -879,11 +879,12 @@ async fn run_connection(
                     conn.t.compact();
                     compacted = true;
                 }
-                let ping_due = match &ping_pending {
+                // An unanswered ping times out; otherwise the next is due after quiet input.
+                let ping_due = |pending: &Option<(String, Instant)>| match pending {
                     Some((_, sent)) => *sent + ping_timeout,
                     None => last_input + ping_every,
                 };
-                if now >= ping_due {
+                if now >= ping_due(&ping_pending) {
                     if ping_pending.is_some() {
                         return End::Error("connection-timeout", Some("no answer to ping".into()));
                     }
@@ -899,10 +900,7 @@ async fn run_connection(
                     }
                     ping_pending = Some((id, now));
                 }
-                let ping_due = match &ping_pending {
-                    Some((_, sent)) => *sent + ping_timeout,
-                    None => last_input + ping_every,
-                };
+                let ping_due = ping_due(&ping_pending);
                 let next = if compacted { ping_due } else { ping_due.min(last_input + QUIET) };
                 timer.as_mut().reset(next);
             },

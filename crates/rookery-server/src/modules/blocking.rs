@@ -65,11 +65,9 @@ impl Blocking {
     }
 
     async fn nobody_blocked(&self, server: &Server, user: &BareJid) -> bool {
-        let none = |l: &super::privacy::Lists| l.blocked().next().is_none();
-        match self.store.with_cached(user, none) {
-            Some(none) => none,
-            None => none(&*self.store.lists(server, user).await),
-        }
+        self.store
+            .with_lists(server, user, |l| l.blocked().next().is_none())
+            .await
     }
 
     async fn blocks(&self, server: &Server, user: &BareJid, other: &Jid) -> bool {

@@ -166,10 +166,19 @@ pub struct Store {
 }
 
 impl Store {
-    /// `f` of `user`'s cached lists, or None when they are not cached: the routing path's
-    /// question without a reference count taken and given back per message.
-    pub fn with_cached<R>(&self, user: &BareJid, f: impl FnOnce(&Lists) -> R) -> Option<R> {
-        self.cache.get(user).map(|l| f(&l))
+    /// `f` of `user`'s lists: asked of the cache in place when they are cached (the routing
+    /// path's question, without a reference count taken and given back per message), else of
+    /// the lists loaded.
+    pub async fn with_lists<R>(
+        &self,
+        server: &Server,
+        user: &BareJid,
+        f: impl FnOnce(&Lists) -> R,
+    ) -> R {
+        if let Some(l) = self.cache.get(user) {
+            return f(&l);
+        }
+        f(&*self.lists(server, user).await)
     }
 
     pub async fn lists(&self, server: &Server, user: &BareJid) -> Arc<Lists> {
@@ -603,11 +612,11 @@ impl StanzaHook for Privacy {
             return Verdict::Pass;
         };
         // Most users have no lists: skip parsing addresses for them.
-        let none = match self.store.with_cached(user, |l| l.lists.is_empty()) {
-            Some(none) => none,
-            None => self.lists(server, user).await.lists.is_empty(),
-        };
-        if none {
+        if self
+            .store
+            .with_lists(server, user, |l| l.lists.is_empty())
+            .await
+        {
             return Verdict::Pass;
         }
         let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
